@@ -1,0 +1,1 @@
+//! GPU runtime (wgpu): device, buffers, kernels.
