@@ -1,1 +1,559 @@
-fn main() {}
+//! The `pai` command line: parse, call the library, print.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use pai::engine::{self, BuildOptions, NodeStatus, Project};
+use pai::report::{self, Ui};
+use pai::spec::UsageError;
+use pai::store::{gc, lock, verify};
+use pai::{graph, steps};
+
+#[derive(Parser)]
+#[command(
+    name = "pai",
+    version,
+    about = "Grow a language model from a text corpus as an incremental, content-addressed build"
+)]
+struct Cli {
+    /// Run as if started in DIR (the project folder: Pipeline.toml, corpus/, cache/).
+    #[arg(short = 'C', value_name = "DIR", global = true)]
+    dir: Option<PathBuf>,
+    /// Pipeline file, relative to the project folder [default: Pipeline.toml].
+    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    file: Option<PathBuf>,
+    /// Nodes to run at once [default: number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N", global = true)]
+    jobs: Option<usize>,
+    /// Print one JSON document on stdout (human text goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build targets (default: the pipeline's `default`) and what they need.
+    Build {
+        targets: Vec<String>,
+        /// Say what would be built or restored; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What is stale and why; builds nothing.
+    Status { targets: Vec<String> },
+    /// What changed in a node's key since its current build.
+    Explain { node: String },
+    /// Delete what no current build reaches.
+    Gc {
+        /// Say what would go and how many bytes; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete temporary and log outputs of current builds.
+        #[arg(long)]
+        temporaries: bool,
+        /// Keep the N newest older builds of each node too.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep: usize,
+    },
+    /// The funnel as built: every node's outputs and sizes, the cache total, what gc would free.
+    Du,
+    /// The pipeline DAG.
+    Graph {
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// A node's output folder, or one output's path.
+    Path {
+        node: String,
+        output: Option<String>,
+    },
+    /// Re-hash every object in the store and check records and refs.
+    Verify {
+        /// Delete corrupt objects and unreadable records (the next build rebuilds them).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Every node kind with its parameters, inputs and outputs.
+    Kinds {
+        /// Print the Markdown reference the README embeds.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Measured figures beside a baseline measured in the same run.
+    Bench {
+        #[arg(value_enum, default_value_t = BenchWhat::Engine)]
+        what: BenchWhat,
+        /// Files in the generated corpus (engine benchmark).
+        #[arg(long, default_value_t = 10_000)]
+        files: usize,
+        /// Total bytes of the generated corpus, e.g. 1G (engine benchmark).
+        #[arg(long, default_value = "1G")]
+        bytes: String,
+        /// Runs of each no-op measurement.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchWhat {
+    Engine,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let usage = e.downcast_ref::<UsageError>().is_some();
+            if cli.json {
+                println!("{}", json!({ "error": format!("{e:#}") }));
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn project_dir(cli: &Cli) -> PathBuf {
+    cli.dir.clone().unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn open(cli: &Cli) -> Result<Project> {
+    Project::open(&project_dir(cli), cli.file.as_deref())
+}
+
+fn locked(cli: &Cli, project: &Project, what: &str, ui: &Ui) -> Result<lock::StoreLock> {
+    let _ = cli;
+    lock::acquire(&project.store.root, what, &|m| ui.message(m))
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let ui = Ui::new(cli.quiet, cli.verbose);
+    match &cli.command {
+        Command::Kinds { markdown } => {
+            if *markdown {
+                print!("{}", steps::kinds_markdown());
+            } else if cli.json {
+                print_json(&kinds_json());
+            } else {
+                print!("{}", steps::kinds_markdown().replace("`", ""));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build { targets, dry_run } => {
+            let project = open(cli)?;
+            let targets = project.targets(targets)?;
+            if *dry_run {
+                let states = engine::status(&project, &targets);
+                if cli.json {
+                    print_json(&json!({ "dry_run": true, "nodes": states }));
+                } else {
+                    for s in &states {
+                        let word = match s.action.as_str() {
+                            "fresh" => "fresh",
+                            "restore" => "would restore",
+                            "error" => "error",
+                            _ => "would build",
+                        };
+                        println!("{word:>14} {}", s.name);
+                        if s.action != "fresh" && !cli.quiet {
+                            for r in &s.reasons {
+                                println!("{:>14}   {r}", "");
+                            }
+                        }
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let _lock = locked(cli, &project, "build", &ui)?;
+            project.store.clean_tmp()?;
+            let jobs = cli.jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            let reports = engine::build(&project, &targets, &BuildOptions { jobs }, &ui)?;
+            let ok = reports.iter().all(|r| {
+                matches!(
+                    r.status,
+                    NodeStatus::Fresh | NodeStatus::Restored | NodeStatus::Built
+                )
+            });
+            if cli.json {
+                print_json(&json!({ "ok": ok, "nodes": reports }));
+            }
+            if !ok {
+                let failed: Vec<&str> = reports
+                    .iter()
+                    .filter(|r| r.status == NodeStatus::Failed)
+                    .map(|r| r.name.as_str())
+                    .collect();
+                eprintln!("error: the build failed at {}", failed.join(", "));
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Status { targets } => {
+            let project = open(cli)?;
+            let targets = project.targets(targets)?;
+            let states = engine::status(&project, &targets);
+            let errors = states.iter().any(|s| s.action == "error");
+            if cli.json {
+                print_json(&json!({ "nodes": states }));
+            } else {
+                for s in &states {
+                    let word = if s.stale {
+                        format!("stale ({})", s.action)
+                    } else {
+                        "fresh".into()
+                    };
+                    println!("{word:>17} {}", s.name);
+                    for r in &s.reasons {
+                        println!("{:>17}   {r}", "");
+                    }
+                }
+                if states.iter().all(|s| !s.stale) {
+                    eprintln!("everything is up to date");
+                }
+            }
+            Ok(if errors {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Explain { node } => {
+            let project = open(cli)?;
+            let idx = project.pipeline.node(node)?;
+            let v = engine::explain(&project, idx)?;
+            if cli.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "node {} (kind {})",
+                    v["name"].as_str().unwrap_or(""),
+                    v["kind"].as_str().unwrap_or("")
+                );
+                println!(
+                    "  key now:      {}",
+                    v["key"]
+                        .as_str()
+                        .unwrap_or("unknown until its inputs are built")
+                );
+                println!(
+                    "  current key:  {}",
+                    v["current_key"].as_str().unwrap_or("none (never built)")
+                );
+                let action = v["action"].as_str().unwrap_or("");
+                println!("  action:       {action}");
+                if let Some(rs) = v["reasons"].as_array() {
+                    for r in rs {
+                        println!("  - {}", r.as_str().unwrap_or(""));
+                    }
+                }
+                if let Some(si) = v["stale_inputs"].as_array() {
+                    for s in si {
+                        println!(
+                            "  stale input {} ({})",
+                            s["name"].as_str().unwrap_or(""),
+                            s["action"].as_str().unwrap_or("")
+                        );
+                        for r in s["reasons"].as_array().into_iter().flatten() {
+                            println!("    - {}", r.as_str().unwrap_or(""));
+                        }
+                    }
+                }
+                if action == "fresh" {
+                    println!("  nothing changed since its current build");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc {
+            dry_run,
+            temporaries,
+            keep,
+        } => {
+            let store = store_for(cli)?;
+            let _lock = lock::acquire(&store.root, "gc", &|m| ui.message(m))?;
+            let r = gc::gc(
+                &store,
+                &gc::GcOptions {
+                    dry_run: *dry_run,
+                    temporaries: *temporaries,
+                    keep: *keep,
+                },
+            )?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                let verb = if r.dry_run { "would delete" } else { "deleted" };
+                println!(
+                    "{verb} {} objects and {} records{}, freeing {}",
+                    r.deleted_objects,
+                    r.deleted_records,
+                    if r.collected_outputs > 0 {
+                        format!(" ({} temporary outputs)", r.collected_outputs)
+                    } else {
+                        String::new()
+                    },
+                    report::size(r.freed_bytes)
+                );
+                println!(
+                    "kept {} objects ({})",
+                    r.kept_objects,
+                    report::size(r.kept_bytes)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Du => {
+            let project = open(cli)?;
+            let r = engine::du(&project)?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                println!("{:<14} {:<26} {:>10}  retention", "node", "output", "size");
+                for n in &r.nodes {
+                    if !n.built {
+                        println!("{:<14} {:<26} {:>10}", n.name, "(not built)", "");
+                    } else if let (Some(files), Some(bytes)) = (n.source_files, n.source_bytes) {
+                        println!(
+                            "{:<14} {:<26} {:>10}  source",
+                            n.name,
+                            format!("{files} files"),
+                            report::size(bytes)
+                        );
+                    }
+                    for o in &n.outputs {
+                        let ret = if o.collected {
+                            format!("{} (collected)", o.retention)
+                        } else {
+                            o.retention.clone()
+                        };
+                        println!(
+                            "{:<14} {:<26} {:>10}  {ret}",
+                            n.name,
+                            o.name,
+                            report::size(o.bytes)
+                        );
+                    }
+                }
+                println!();
+                println!(
+                    "cache total:                     {}",
+                    report::size(r.cache_bytes)
+                );
+                println!(
+                    "reclaimable by `pai gc`:         {}",
+                    report::size(r.reclaimable_bytes)
+                );
+                println!(
+                    "more with `pai gc --temporaries`: {}",
+                    report::size(r.temporary_bytes)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph { format } => {
+            let project = open(cli)?;
+            let f = match format {
+                GraphFormat::Dot => "dot",
+                GraphFormat::Mermaid => "mermaid",
+            };
+            let text = graph::render(&project.pipeline, f);
+            if cli.json {
+                let nodes: Vec<_> = project
+                    .pipeline
+                    .nodes
+                    .iter()
+                    .map(|n| json!({"name": n.name, "kind": n.kind(), "inputs": n.inputs}))
+                    .collect();
+                print_json(&json!({ "nodes": nodes, "text": text }));
+            } else {
+                print!("{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Path { node, output } => {
+            let project = open(cli)?;
+            let idx = project.pipeline.node(node)?;
+            let n = &project.pipeline.nodes[idx];
+            let path = if n.step.is_source() {
+                let dir = project.dir.join(n.params.str("path")?);
+                match output {
+                    Some(o) => dir.join(o),
+                    None => dir,
+                }
+            } else {
+                let key = project.store.read_ref(node).with_context(|| {
+                    format!("node `{node}` has not been built yet; run `pai build {node}`")
+                })?;
+                let rec = project
+                    .store
+                    .record(&key)
+                    .with_context(|| format!("the record of `{node}` is missing; rebuild it"))?;
+                let dir = project.store.out_dir(node);
+                match output {
+                    None => dir,
+                    Some(o) => {
+                        if !rec.live_outputs().any(|x| &x.name == o) {
+                            let names: Vec<&str> =
+                                rec.live_outputs().map(|x| x.name.as_str()).collect();
+                            bail!(UsageError(format!(
+                                "node `{node}` has no output `{o}`; its outputs are: {}",
+                                names.join(", ")
+                            )));
+                        }
+                        dir.join(o)
+                    }
+                }
+            };
+            let shown = absolute(&path);
+            if cli.json {
+                print_json(&json!({ "path": shown }));
+            } else {
+                println!("{}", shown.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { repair } => {
+            let store = store_for(cli)?;
+            let _lock = lock::acquire(&store.root, "verify", &|m| ui.message(m))?;
+            let r = verify::verify(&store, *repair)?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                println!(
+                    "checked {} objects ({})",
+                    r.objects_checked,
+                    report::size(r.bytes_checked)
+                );
+                for h in &r.corrupt_objects {
+                    println!(
+                        "corrupt object {h}{}",
+                        if *repair { " (deleted)" } else { "" }
+                    );
+                }
+                for h in &r.missing_objects {
+                    println!(
+                        "missing object {h} (a current build needs it; `pai build` rebuilds it)"
+                    );
+                }
+                for p in &r.bad_records {
+                    println!(
+                        "unreadable record {p}{}",
+                        if *repair { " (deleted)" } else { "" }
+                    );
+                }
+                for n in &r.dangling_refs {
+                    println!("ref of `{n}` names a missing record (`pai build` rebuilds it)");
+                }
+                if r.clean() {
+                    println!("the store is valid");
+                } else if !repair {
+                    println!(
+                        "run `pai verify --repair` to drop what is broken; the next build rebuilds it"
+                    );
+                }
+            }
+            Ok(if r.clean() || *repair {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench {
+            what: BenchWhat::Engine,
+            files,
+            bytes,
+            runs,
+        } => {
+            let bytes = report::parse_size(bytes).ok_or_else(|| {
+                UsageError(format!("--bytes {bytes:?} is not a size (try 1G, 200M)"))
+            })?;
+            let r = engine::bench::engine(
+                &project_dir(cli),
+                cli.file.as_deref(),
+                *files,
+                bytes,
+                *runs,
+                &ui,
+            )?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                print!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The store of the project folder, for commands that need no pipeline file.
+fn store_for(cli: &Cli) -> Result<pai::store::Store> {
+    let dir = project_dir(cli);
+    let file = dir.join(cli.file.as_deref().unwrap_or(Path::new("Pipeline.toml")));
+    Ok(pai::store::Store::new(
+        dir.join("cache"),
+        &engine::view_name(&dir, &file),
+    ))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn kinds_json() -> serde_json::Value {
+    let kinds: Vec<_> = steps::registry()
+        .iter()
+        .map(|s| {
+            let params: Vec<_> = s
+                .params()
+                .iter()
+                .map(|p| {
+                    json!({
+                        "name": p.name, "type": p.ty, "default": p.default.value(),
+                        "required": p.default.value().is_none(), "doc": p.doc, "min": p.min, "max": p.max,
+                    })
+                })
+                .collect();
+            let inputs = match s.inputs() {
+                steps::Inputs::Slots(slots) => serde_json::to_value(slots).unwrap_or_default(),
+                steps::Inputs::Any => json!("any"),
+            };
+            let outputs = s.outputs(&steps::default_params(*s)).map(|o| serde_json::to_value(o).unwrap_or_default()).ok();
+            json!({
+                "kind": s.kind(), "version": s.version(), "doc": s.doc(), "gpu": s.uses_gpu(&steps::default_params(*s)),
+                "params": params, "inputs": inputs, "outputs": outputs,
+            })
+        })
+        .collect();
+    json!({ "kinds": kinds })
+}

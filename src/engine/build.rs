@@ -1,0 +1,505 @@
+//! Running a build: nodes in dependency order, independent ones in parallel
+//! (`-j`), GPU nodes one at a time, each committed atomically to the store.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::{Decision, KeyParts, Project, decide, source::Listing};
+use crate::report::Ui;
+use crate::steps::{InputFile, InputView, OutputDecl, StepCtx};
+use crate::store::{self, RecFile, RecOutput, Record, Store};
+
+pub struct BuildOptions {
+    pub jobs: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Fresh,
+    Restored,
+    Built,
+    Failed,
+    Skipped,
+}
+
+impl NodeStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            NodeStatus::Fresh => "fresh",
+            NodeStatus::Restored => "restored",
+            NodeStatus::Built => "built",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    pub status: NodeStatus,
+    pub seconds: f64,
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A node that is done: its record and, for a source, where its files are.
+#[derive(Clone)]
+struct Done {
+    rec: Record,
+    source_root: Option<PathBuf>,
+}
+
+struct Builder<'a> {
+    project: &'a Project,
+    ui: &'a Ui,
+    done: Mutex<Vec<Option<Done>>>,
+    gpu: Mutex<()>,
+}
+
+/// Builds the targets and what they need. Returns one report per node in
+/// the order they finished; the caller maps a failure to exit code 1.
+pub fn build(
+    project: &Project,
+    targets: &[usize],
+    opts: &BuildOptions,
+    ui: &Ui,
+) -> Result<Vec<NodeReport>> {
+    let order = crate::graph::plan_order(&project.pipeline, targets);
+    let n = project.pipeline.nodes.len();
+    let builder = Builder {
+        project,
+        ui,
+        done: Mutex::new(vec![None; n]),
+        gpu: Mutex::new(()),
+    };
+    let deps: Vec<Vec<usize>> = project
+        .pipeline
+        .nodes
+        .iter()
+        .map(|node| {
+            node.inputs
+                .iter()
+                .filter_map(|i| project.pipeline.get(i))
+                .collect()
+        })
+        .collect();
+    let mut waiting: Vec<usize> = order.clone();
+    let mut finished: HashSet<usize> = HashSet::new();
+    let mut failed: HashSet<usize> = HashSet::new();
+    let mut reports = Vec::new();
+    let jobs = opts.jobs.max(1);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, NodeReport)>();
+    std::thread::scope(|scope| {
+        let mut running = 0usize;
+        let mut stop = false;
+        loop {
+            // Skip nodes whose inputs failed.
+            let mut i = 0;
+            while i < waiting.len() {
+                let idx = waiting[i];
+                if deps[idx].iter().any(|d| failed.contains(d)) {
+                    waiting.remove(i);
+                    failed.insert(idx);
+                    let r = NodeReport {
+                        name: project.pipeline.nodes[idx].name.clone(),
+                        status: NodeStatus::Skipped,
+                        seconds: 0.0,
+                        key: None,
+                        error: Some("an input failed".into()),
+                    };
+                    ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
+                    reports.push(r);
+                } else {
+                    i += 1;
+                }
+            }
+            // Start what is ready (after a failure, start nothing new).
+            while !stop && running < jobs {
+                let Some(pos) = waiting
+                    .iter()
+                    .position(|&idx| deps[idx].iter().all(|d| finished.contains(d)))
+                else {
+                    break;
+                };
+                let idx = waiting.remove(pos);
+                running += 1;
+                let tx = tx.clone();
+                let b = &builder;
+                scope.spawn(move || {
+                    let r = b.node(idx);
+                    tx.send((idx, r)).ok();
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((idx, r)) = rx.recv() else { break };
+            running -= 1;
+            ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
+            if r.status == NodeStatus::Failed {
+                failed.insert(idx);
+                stop = true;
+            } else {
+                finished.insert(idx);
+            }
+            reports.push(r);
+        }
+        // Nodes never started because of a failure elsewhere.
+        for idx in waiting.drain(..) {
+            let r = NodeReport {
+                name: project.pipeline.nodes[idx].name.clone(),
+                status: NodeStatus::Skipped,
+                seconds: 0.0,
+                key: None,
+                error: Some("the build stopped after a failure".into()),
+            };
+            ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
+            reports.push(r);
+        }
+    });
+    Ok(reports)
+}
+
+impl Builder<'_> {
+    fn node(&self, idx: usize) -> NodeReport {
+        let start = Instant::now();
+        let name = self.project.pipeline.nodes[idx].name.clone();
+        match self.ensure(idx, 0) {
+            Ok((status, rec)) => NodeReport {
+                name,
+                status,
+                seconds: start.elapsed().as_secs_f64(),
+                key: Some(rec.key),
+                error: None,
+            },
+            Err(e) => NodeReport {
+                name,
+                status: NodeStatus::Failed,
+                seconds: start.elapsed().as_secs_f64(),
+                key: None,
+                error: Some(format!("{e:#}")),
+            },
+        }
+    }
+
+    fn input_contents(&self, idx: usize) -> Vec<Option<String>> {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let p = &self.project.pipeline;
+        p.nodes[idx]
+            .inputs
+            .iter()
+            .map(|n| {
+                p.get(n)
+                    .and_then(|j| done[j].as_ref().map(|d| d.rec.content.clone()))
+            })
+            .collect()
+    }
+
+    /// Makes node `idx` current: fresh, restored, or built. `depth` bounds
+    /// the rebuilds that a corrupted input object triggers.
+    fn ensure(&self, idx: usize, depth: usize) -> Result<(NodeStatus, Record)> {
+        let node = &self.project.pipeline.nodes[idx];
+        let store = &self.project.store;
+        loop {
+            let (decision, listing) = decide(self.project, idx, &self.input_contents(idx))?;
+            let root = listing.as_ref().map(|l| l.root.clone());
+            let (status, rec) = match decision {
+                Decision::Fresh(rec) => {
+                    if !node.step.is_source() && !store.out_current(&node.name, &rec) {
+                        store.link_out(&node.name, &rec)?;
+                    }
+                    (NodeStatus::Fresh, rec)
+                }
+                Decision::Restore(rec) => {
+                    store.write_ref(&node.name, &rec.key)?;
+                    if !node.step.is_source() {
+                        store.link_out(&node.name, &rec)?;
+                    }
+                    (NodeStatus::Restored, rec)
+                }
+                Decision::Blocked(why) => bail!("{why}"),
+                Decision::Build(parts, key) => {
+                    if let Some(listing) = listing.as_ref() {
+                        (
+                            NodeStatus::Built,
+                            self.record_source(idx, parts, key, listing)?,
+                        )
+                    } else {
+                        let corrupt = self.verify_inputs(idx)?;
+                        if !corrupt.is_empty() {
+                            if depth >= 3 {
+                                bail!(
+                                    "inputs stay corrupt after rebuilding them; run `pai verify --repair`"
+                                );
+                            }
+                            for j in corrupt {
+                                self.ui.message(&format!(
+                                    "warning: an output of `{}` was corrupt in the store; rebuilding it",
+                                    self.project.pipeline.nodes[j].name
+                                ));
+                                let (_, rec) = self.ensure(j, depth + 1)?;
+                                self.set_done(j, rec, None);
+                            }
+                            continue;
+                        }
+                        (NodeStatus::Built, self.run(idx, parts, key)?)
+                    }
+                }
+            };
+            self.set_done(idx, rec.clone(), root);
+            return Ok((status, rec));
+        }
+    }
+
+    fn set_done(&self, idx: usize, rec: Record, source_root: Option<PathBuf>) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let source_root =
+            source_root.or_else(|| done[idx].as_ref().and_then(|d| d.source_root.clone()));
+        done[idx] = Some(Done { rec, source_root });
+    }
+
+    fn record_source(
+        &self,
+        idx: usize,
+        parts: KeyParts,
+        key: String,
+        listing: &Listing,
+    ) -> Result<Record> {
+        let node = &self.project.pipeline.nodes[idx];
+        let rec = Record {
+            key,
+            node: node.name.clone(),
+            kind: parts.kind,
+            kind_version: parts.kind_version,
+            engine: super::ENGINE_VERSION,
+            params: parts.params,
+            inputs: parts.inputs,
+            shaders: parts.shaders,
+            outputs: Vec::new(),
+            content: listing.content.clone(),
+            files: listing.files.clone(),
+            seconds: 0.0,
+            built_at: store::now_secs(),
+        };
+        self.project.store.write_record(&rec)?;
+        self.project.store.write_ref(&node.name, &rec.key)?;
+        Ok(rec)
+    }
+
+    /// Re-hashes the input objects a node is about to read. Corrupt ones are
+    /// deleted and their producers returned, to be rebuilt.
+    fn verify_inputs(&self, idx: usize) -> Result<Vec<usize>> {
+        let p = &self.project.pipeline;
+        let store = &self.project.store;
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut corrupt = Vec::new();
+        for name in &p.nodes[idx].inputs {
+            let j = p.get(name).context("unknown input")?;
+            let d = done[j]
+                .as_ref()
+                .with_context(|| format!("input `{name}` is not built"))?;
+            for o in d.rec.live_outputs() {
+                let path = store.object_path(&o.hash);
+                let ok = store::hash_file(&path)
+                    .map(|(h, _)| h == o.hash)
+                    .unwrap_or(false);
+                if !ok {
+                    store::make_writable(&path);
+                    fs::remove_file(&path).ok();
+                    if !corrupt.contains(&j) {
+                        corrupt.push(j);
+                    }
+                }
+            }
+        }
+        Ok(corrupt)
+    }
+
+    fn input_views(&self, idx: usize) -> Result<Vec<InputView>> {
+        let p = &self.project.pipeline;
+        let store = &self.project.store;
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let node = &p.nodes[idx];
+        let mut views = Vec::new();
+        for (name, role) in node.inputs.iter().zip(&node.roles) {
+            let j = p.get(name).context("unknown input")?;
+            let d = done[j]
+                .as_ref()
+                .with_context(|| format!("input `{name}` is not built"))?;
+            let (dir, files) = match &d.source_root {
+                Some(root) => (
+                    root.clone(),
+                    d.rec
+                        .files
+                        .iter()
+                        .map(|f: &RecFile| InputFile {
+                            name: f.path.clone(),
+                            path: root.join(&f.path),
+                            hash: f.hash.clone(),
+                            bytes: f.bytes,
+                        })
+                        .collect(),
+                ),
+                None => (
+                    store.out_dir(name),
+                    d.rec
+                        .live_outputs()
+                        .map(|o| InputFile {
+                            name: o.name.clone(),
+                            path: store.object_path(&o.hash),
+                            hash: o.hash.clone(),
+                            bytes: o.bytes,
+                        })
+                        .collect(),
+                ),
+            };
+            views.push(InputView {
+                role: role.clone(),
+                node: name.clone(),
+                kind: p.nodes[j].kind().into(),
+                dir,
+                files,
+            });
+        }
+        Ok(views)
+    }
+
+    fn run(&self, idx: usize, parts: KeyParts, key: String) -> Result<Record> {
+        let node = &self.project.pipeline.nodes[idx];
+        let store = &self.project.store;
+        let inputs = self.input_views(idx)?;
+        let decls = node.step.outputs(&node.params)?;
+        let tmp = store
+            .tmp_root()
+            .join(format!("{}-{}", &key[..16], std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let start = Instant::now();
+        let progress = self.ui.node_progress(&node.name);
+        let result = {
+            let _gpu = if node.step.uses_gpu(&node.params) {
+                Some(self.gpu.lock().unwrap_or_else(|e| e.into_inner()))
+            } else {
+                None
+            };
+            let ctx = StepCtx {
+                node: &node.name,
+                params: &node.params,
+                inputs: &inputs,
+                out_dir: &tmp,
+                project_dir: &self.project.dir,
+                progress: &|pos, len, unit| progress.set(pos, len, unit),
+            };
+            node.step.run(&ctx)
+        };
+        progress.finish();
+        let seconds = start.elapsed().as_secs_f64();
+        let committed = result
+            .and_then(|()| commit(store, node.name.as_str(), &tmp, &decls, parts, key, seconds));
+        if tmp.exists() {
+            store::make_writable(&tmp);
+            fs::remove_dir_all(&tmp).ok();
+        }
+        committed
+    }
+}
+
+/// Files under `dir`, as '/'-separated relative names.
+fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut v = Vec::new();
+    for e in walkdir::WalkDir::new(dir).min_depth(1) {
+        let e = e?;
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(dir)?
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            v.push((rel, e.path().to_path_buf()));
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Moves a finished node's outputs into the store and records the build:
+/// objects, then the record, then the ref, then `out/`.
+fn commit(
+    store: &Store,
+    node: &str,
+    tmp: &Path,
+    decls: &[OutputDecl],
+    parts: KeyParts,
+    key: String,
+    seconds: f64,
+) -> Result<Record> {
+    let files = files_under(tmp)?;
+    for d in decls.iter().filter(|d| d.required) {
+        if !files.iter().any(|(n, _)| d.matches(n)) {
+            bail!(
+                "node `{node}` did not write its declared output `{}`",
+                d.name
+            );
+        }
+    }
+    let mut outputs = Vec::new();
+    for (name, path) in &files {
+        let Some(decl) = decls.iter().find(|d| d.matches(name)) else {
+            let declared: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
+            bail!(
+                "node `{node}` wrote `{name}`, which is not a declared output (declared: {})",
+                declared.join(", ")
+            );
+        };
+        let (hash, bytes) = store.put_file(path)?;
+        outputs.push(RecOutput {
+            name: name.clone(),
+            hash,
+            bytes,
+            retention: decl.retention,
+            collected: false,
+        });
+    }
+    let content = content_hash(&outputs);
+    let rec = Record {
+        key,
+        node: node.to_string(),
+        kind: parts.kind,
+        kind_version: parts.kind_version,
+        engine: super::ENGINE_VERSION,
+        params: parts.params,
+        inputs: parts.inputs,
+        shaders: parts.shaders,
+        outputs,
+        content,
+        files: Vec::new(),
+        seconds,
+        built_at: store::now_secs(),
+    };
+    store.write_record(&rec)?;
+    store.write_ref(node, &rec.key)?;
+    store.link_out(node, &rec)?;
+    Ok(rec)
+}
+
+pub fn content_hash(outputs: &[RecOutput]) -> String {
+    let mut h = blake3::Hasher::new();
+    for o in outputs {
+        h.update(o.name.as_bytes());
+        h.update(b"\0");
+        h.update(o.hash.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}

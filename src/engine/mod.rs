@@ -1,0 +1,548 @@
+//! The build engine: action keys, what is stale and why, and the scheduler.
+//! It knows node kinds only through `steps::Step`, and nothing of tokenizers
+//! or models.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value as Json, json};
+
+use crate::spec::{self, Pipeline, UsageError};
+use crate::store::{MAIN_VIEW, RecInput, RecShader, Record, Store};
+
+pub mod bench;
+mod build;
+pub mod source;
+
+pub use build::{BuildOptions, NodeReport, NodeStatus, build};
+
+/// Bumped when the store layout or the meaning of keys changes: every node
+/// then rebuilds.
+pub const ENGINE_VERSION: u32 = 1;
+
+/// A project folder, its pipeline file and its store.
+pub struct Project {
+    pub dir: PathBuf,
+    pub pipeline: Pipeline,
+    pub store: Store,
+}
+
+/// The name a pipeline file's refs live under: `main` for the project's
+/// `Pipeline.toml`, else the file's path relative to the project.
+pub fn view_name(dir: &Path, file: &Path) -> String {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let (dir, file) = (canon(dir), canon(file));
+    if file == dir.join("Pipeline.toml") {
+        return MAIN_VIEW.to_string();
+    }
+    let rel = match file.strip_prefix(&dir) {
+        Ok(r) => r.with_extension("").to_string_lossy().to_string(),
+        Err(_) => format!(
+            "ext-{}-{}",
+            file.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            &blake3::hash(file.to_string_lossy().as_bytes()).to_hex()[..8]
+        ),
+    };
+    let name: String = rel
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name == MAIN_VIEW {
+        "main-file".into()
+    } else {
+        name
+    }
+}
+
+impl Project {
+    /// `dir`: the project folder (`-C`); `file`: the pipeline file (`-f`),
+    /// relative to `dir`.
+    pub fn open(dir: &Path, file: Option<&Path>) -> Result<Project> {
+        let file = dir.join(file.unwrap_or(Path::new("Pipeline.toml")));
+        let pipeline = spec::load(&file)?;
+        let view = view_name(dir, &file);
+        Ok(Project {
+            dir: dir.to_path_buf(),
+            store: Store::new(dir.join("cache"), &view),
+            pipeline,
+        })
+    }
+
+    /// The targets a user named, or the pipeline's default, or every sink.
+    pub fn targets(&self, names: &[String]) -> Result<Vec<usize>> {
+        if !names.is_empty() {
+            return names.iter().map(|n| Ok(self.pipeline.node(n)?)).collect();
+        }
+        if let Some(d) = &self.pipeline.default {
+            return Ok(vec![self.pipeline.node(d)?]);
+        }
+        let p = &self.pipeline;
+        let sinks: Vec<usize> = (0..p.nodes.len())
+            .filter(|&i| !p.nodes.iter().any(|n| n.inputs.contains(&p.nodes[i].name)))
+            .collect();
+        if sinks.is_empty() {
+            return Err(UsageError("the pipeline has no nodes to build".into()).into());
+        }
+        Ok(sinks)
+    }
+}
+
+/// Everything that goes into a node's action key.
+#[derive(Clone, Debug)]
+pub struct KeyParts {
+    pub kind: String,
+    pub kind_version: u32,
+    pub params: Map<String, Json>,
+    pub inputs: Vec<RecInput>,
+    pub shaders: Vec<RecShader>,
+}
+
+/// A kind's implementation version, which `PAI_KIND_VERSION=kind=N,...` can
+/// override so tests can show that a new implementation rebuilds its nodes.
+pub fn kind_version(step: &dyn crate::steps::Step) -> u32 {
+    if let Ok(spec) = std::env::var("PAI_KIND_VERSION") {
+        for part in spec.split(',') {
+            if let Some((k, v)) = part.split_once('=')
+                && k.trim() == step.kind()
+                && let Ok(v) = v.trim().parse()
+            {
+                return v;
+            }
+        }
+    }
+    step.version()
+}
+
+impl KeyParts {
+    pub fn new(node: &spec::Node, inputs: Vec<RecInput>) -> KeyParts {
+        let params = match serde_json::to_value(&node.params.0) {
+            Ok(Json::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let shaders = node
+            .step
+            .shaders()
+            .into_iter()
+            .map(|(name, src)| RecShader {
+                name: name.to_string(),
+                hash: blake3::hash(src.as_bytes()).to_hex().to_string(),
+            })
+            .collect();
+        KeyParts {
+            kind: node.kind().to_string(),
+            kind_version: kind_version(node.step),
+            params,
+            inputs,
+            shaders,
+        }
+    }
+
+    /// BLAKE3 of a canonical encoding. Input node names are left out: renaming
+    /// a node rebuilds nothing; only contents count (early cutoff).
+    pub fn key(&self) -> String {
+        let inputs: Vec<Json> = self
+            .inputs
+            .iter()
+            .map(|i| json!([i.role, i.hash]))
+            .collect();
+        let shaders: Vec<Json> = self
+            .shaders
+            .iter()
+            .map(|s| json!([s.name, s.hash]))
+            .collect();
+        let mut params: Vec<(&String, &Json)> = self.params.iter().collect();
+        params.sort_by(|a, b| a.0.cmp(b.0));
+        let params: Vec<Json> = params.into_iter().map(|(k, v)| json!([k, v])).collect();
+        let doc = json!([
+            "pai-action",
+            ENGINE_VERSION,
+            self.kind,
+            self.kind_version,
+            params,
+            inputs,
+            shaders
+        ]);
+        blake3::hash(doc.to_string().as_bytes())
+            .to_hex()
+            .to_string()
+    }
+}
+
+/// What a build would do with a node.
+pub enum Decision {
+    /// The current build is this key, complete.
+    Fresh(Record),
+    /// An earlier build of this key is complete in the store.
+    Restore(Record),
+    /// Must run (or, for a source, be recorded).
+    Build(KeyParts, String),
+    /// An input must be built first; the key is not known yet.
+    Blocked(String),
+}
+
+/// Why a node is stale: the differences between its current build's record
+/// and what the key would be now.
+pub fn reasons(
+    store: &Store,
+    node: &str,
+    parts: Option<&KeyParts>,
+    files: Option<&[crate::store::RecFile]>,
+) -> Vec<String> {
+    let Some(old_key) = store.read_ref(node) else {
+        return vec!["never built".into()];
+    };
+    let Some(old) = store.record(&old_key) else {
+        return vec!["the record of its current build is missing from the store".into()];
+    };
+    let Some(parts) = parts else { return vec![] };
+    let mut r = Vec::new();
+    if old.engine != ENGINE_VERSION {
+        r.push(format!(
+            "pai's engine version changed ({} → {ENGINE_VERSION})",
+            old.engine
+        ));
+    }
+    if old.kind != parts.kind {
+        r.push(format!("kind changed: {} → {}", old.kind, parts.kind));
+    } else if old.kind_version != parts.kind_version {
+        r.push(format!(
+            "the `{}` implementation changed (version {} → {})",
+            parts.kind, old.kind_version, parts.kind_version
+        ));
+    }
+    for (k, v) in &parts.params {
+        match old.params.get(k) {
+            None => r.push(format!("parameter `{k}` is new: {v}")),
+            Some(ov) if ov != v => r.push(format!("parameter `{k}` changed: {ov} → {v}")),
+            _ => {}
+        }
+    }
+    for k in old.params.keys() {
+        if !parts.params.contains_key(k) {
+            r.push(format!("parameter `{k}` was removed"));
+        }
+    }
+    if let Some(files) = files {
+        let old_files: std::collections::HashMap<&str, &str> = old
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.hash.as_str()))
+            .collect();
+        let new_files: std::collections::HashMap<&str, &str> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.hash.as_str()))
+            .collect();
+        let mut changes = Vec::new();
+        for f in files {
+            match old_files.get(f.path.as_str()) {
+                None => changes.push(format!("file `{}` added", f.path)),
+                Some(h) if *h != f.hash => changes.push(format!("file `{}` modified", f.path)),
+                _ => {}
+            }
+        }
+        for f in &old.files {
+            if !new_files.contains_key(f.path.as_str()) {
+                changes.push(format!("file `{}` removed", f.path));
+            }
+        }
+        let n = changes.len();
+        r.extend(changes.into_iter().take(20));
+        if n > 20 {
+            r.push(format!("… and {} more file changes", n - 20));
+        }
+    } else {
+        for i in &parts.inputs {
+            match old.inputs.iter().find(|o| o.role == i.role) {
+                Some(o) if o.hash == i.hash && o.node == i.node => {}
+                Some(o) if o.hash == i.hash => {}
+                Some(o) if o.node != i.node => {
+                    r.push(format!("input `{}` is now `{}`", o.node, i.node))
+                }
+                Some(_) => r.push(format!("input `{}` changed", i.node)),
+                None => r.push(format!("input `{}` is new", i.node)),
+            }
+        }
+        for o in &old.inputs {
+            if !parts.inputs.iter().any(|i| i.role == o.role) {
+                r.push(format!("input `{}` was removed", o.node));
+            }
+        }
+    }
+    for s in &parts.shaders {
+        match old.shaders.iter().find(|o| o.name == s.name) {
+            Some(o) if o.hash == s.hash => {}
+            Some(_) => r.push(format!("shader `{}` changed", s.name)),
+            None => r.push(format!("shader `{}` is new", s.name)),
+        }
+    }
+    if r.is_empty() && old.key == parts.key() {
+        r.push("outputs of its current build are missing from the store".into());
+    }
+    r
+}
+
+/// Plans one node given its inputs' decisions: the basis of `status`,
+/// `explain`, `build --dry-run` and the build itself.
+pub fn decide(
+    project: &Project,
+    idx: usize,
+    inputs: &[Option<String>],
+) -> Result<(Decision, Option<source::Listing>)> {
+    let node = &project.pipeline.nodes[idx];
+    let store = &project.store;
+    let (parts, listing) = if node.step.is_source() {
+        let listing = source::scan(&project.dir, store, node, &project.pipeline.path)?;
+        let inputs = vec![RecInput {
+            role: "files".into(),
+            node: String::new(),
+            hash: listing.content.clone(),
+        }];
+        (KeyParts::new(node, inputs), Some(listing))
+    } else {
+        let mut ins = Vec::new();
+        for ((name, role), content) in node.inputs.iter().zip(&node.roles).zip(inputs) {
+            match content {
+                Some(h) => ins.push(RecInput {
+                    role: role.clone(),
+                    node: name.clone(),
+                    hash: h.clone(),
+                }),
+                None => {
+                    return Ok((
+                        Decision::Blocked(format!("input `{name}` must be built first")),
+                        None,
+                    ));
+                }
+            }
+        }
+        (KeyParts::new(node, ins), None)
+    };
+    let key = parts.key();
+    if let Some(rec) = store.record(&key)
+        && store.complete(&rec)
+    {
+        if store.read_ref(&node.name).as_deref() == Some(key.as_str()) {
+            return Ok((Decision::Fresh(rec), listing));
+        }
+        return Ok((Decision::Restore(rec), listing));
+    }
+    Ok((Decision::Build(parts, key), listing))
+}
+
+/// One line of `status`.
+#[derive(serde::Serialize)]
+pub struct NodeState {
+    pub name: String,
+    pub kind: String,
+    pub stale: bool,
+    /// fresh, restore, build, blocked or error.
+    pub action: String,
+    pub reasons: Vec<String>,
+    pub key: Option<String>,
+    /// For a source: files whose hash the stat cache could not vouch for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashed_files: Option<usize>,
+}
+
+/// What is stale and why, building nothing.
+pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
+    let order = crate::graph::plan_order(&project.pipeline, targets);
+    let mut content: Vec<Option<String>> = vec![None; project.pipeline.nodes.len()];
+    let mut out = Vec::new();
+    for idx in order {
+        let node = &project.pipeline.nodes[idx];
+        let inputs: Vec<Option<String>> = node
+            .inputs
+            .iter()
+            .map(|n| project.pipeline.get(n).and_then(|j| content[j].clone()))
+            .collect();
+        let state = match decide(project, idx, &inputs) {
+            Err(e) => NodeState {
+                name: node.name.clone(),
+                kind: node.kind().into(),
+                stale: true,
+                action: "error".into(),
+                reasons: vec![format!("{e:#}")],
+                key: None,
+                hashed_files: None,
+            },
+            Ok((d, listing)) => {
+                let files = listing.as_ref().map(|l| l.files.as_slice());
+                let hashed_files = listing.as_ref().map(|l| l.hashed_files);
+                let (action, stale, reasons, key) = match d {
+                    Decision::Fresh(rec) => {
+                        content[idx] = Some(rec.content.clone());
+                        ("fresh", false, vec![], Some(rec.key))
+                    }
+                    Decision::Restore(rec) => {
+                        let parts = parts_of(&rec);
+                        let mut r = reasons(&project.store, &node.name, Some(&parts), files);
+                        r.push(
+                            "an earlier build matches: it will be restored from the cache".into(),
+                        );
+                        content[idx] = Some(rec.content.clone());
+                        ("restore", true, r, Some(rec.key))
+                    }
+                    Decision::Build(parts, key) => {
+                        let r = reasons(&project.store, &node.name, Some(&parts), files);
+                        if let Some(l) = &listing {
+                            // A source "build" is only a new record: its
+                            // content is known now.
+                            content[idx] = Some(l.content.clone());
+                        }
+                        ("build", true, r, Some(key))
+                    }
+                    Decision::Blocked(why) => ("blocked", true, vec![why], None),
+                };
+                NodeState {
+                    name: node.name.clone(),
+                    kind: node.kind().into(),
+                    stale,
+                    action: action.into(),
+                    reasons,
+                    key,
+                    hashed_files,
+                }
+            }
+        };
+        out.push(state);
+    }
+    out
+}
+
+/// The key parts a record was built from.
+pub fn parts_of(rec: &Record) -> KeyParts {
+    KeyParts {
+        kind: rec.kind.clone(),
+        kind_version: rec.kind_version,
+        params: rec.params.clone(),
+        inputs: rec.inputs.clone(),
+        shaders: rec.shaders.clone(),
+    }
+}
+
+/// Lines for `pai explain NODE`: the key's parts now, against its current build.
+pub fn explain(project: &Project, idx: usize) -> Result<Json> {
+    let node = &project.pipeline.nodes[idx];
+    let states = status(project, &[idx]);
+    let me = states
+        .iter()
+        .find(|s| s.name == node.name)
+        .context("node missing from its own plan")?;
+    let current = project.store.read_ref(&node.name);
+    let blockers: Vec<&NodeState> = states
+        .iter()
+        .filter(|s| s.name != node.name && s.stale)
+        .collect();
+    Ok(json!({
+        "name": node.name,
+        "kind": node.kind(),
+        "action": me.action,
+        "stale": me.stale,
+        "key": me.key,
+        "current_key": current,
+        "reasons": me.reasons,
+        "stale_inputs": blockers.iter().map(|s| json!({"name": s.name, "action": s.action, "reasons": s.reasons})).collect::<Vec<_>>(),
+    }))
+}
+
+#[derive(serde::Serialize)]
+pub struct DuOutput {
+    pub name: String,
+    pub bytes: u64,
+    pub retention: String,
+    pub collected: bool,
+}
+
+#[derive(serde::Serialize)]
+pub struct DuNode {
+    pub name: String,
+    pub kind: String,
+    pub built: bool,
+    pub outputs: Vec<DuOutput>,
+    /// For a source: its files and their bytes (not stored by pai).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_files: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_bytes: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+pub struct DuReport {
+    pub nodes: Vec<DuNode>,
+    /// Everything under cache/, each file counted once.
+    pub cache_bytes: u64,
+    /// What `pai gc` would free now.
+    pub reclaimable_bytes: u64,
+    /// What `pai gc --temporaries` would free on top.
+    pub temporary_bytes: u64,
+}
+
+/// The funnel as built: every node's outputs and sizes, and the cache's.
+pub fn du(project: &Project) -> Result<DuReport> {
+    use crate::store::gc::{GcOptions, gc};
+    let store = &project.store;
+    let mut nodes = Vec::new();
+    for node in &project.pipeline.nodes {
+        let rec = store.read_ref(&node.name).and_then(|k| store.record(&k));
+        let outputs = rec
+            .as_ref()
+            .map(|r| {
+                r.outputs
+                    .iter()
+                    .map(|o| DuOutput {
+                        name: o.name.clone(),
+                        bytes: o.bytes,
+                        retention: o.retention.to_string(),
+                        collected: o.collected,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (source_files, source_bytes) = match (&rec, node.step.is_source()) {
+            (Some(r), true) => (
+                Some(r.files.len()),
+                Some(r.files.iter().map(|f| f.bytes).sum()),
+            ),
+            _ => (None, None),
+        };
+        nodes.push(DuNode {
+            name: node.name.clone(),
+            kind: node.kind().into(),
+            built: rec.is_some(),
+            outputs,
+            source_files,
+            source_bytes,
+        });
+    }
+    let plain = gc(
+        store,
+        &GcOptions {
+            dry_run: true,
+            temporaries: false,
+            keep: 0,
+        },
+    )?;
+    let with_tmp = gc(
+        store,
+        &GcOptions {
+            dry_run: true,
+            temporaries: true,
+            keep: 0,
+        },
+    )?;
+    Ok(DuReport {
+        nodes,
+        cache_bytes: crate::store::dir_size(&store.root),
+        reclaimable_bytes: plain.freed_bytes,
+        temporary_bytes: with_tmp.freed_bytes.saturating_sub(plain.freed_bytes),
+    })
+}

@@ -1,0 +1,200 @@
+//! Hashing a `source` node: walk the folder, filter by globs, and hash only
+//! the files the stat cache cannot vouch for (in parallel).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::spec::Node;
+use crate::store::statcache::{self, Entry, Stat};
+use crate::store::{RecFile, Store};
+
+pub struct Listing {
+    pub root: PathBuf,
+    pub files: Vec<RecFile>,
+    /// BLAKE3 of the sorted (path, hash) list: what dependents key on.
+    pub content: String,
+    pub hashed_files: usize,
+    pub hashed_bytes: u64,
+}
+
+fn globset(globs: &[String]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(Glob::new(g).with_context(|| format!("bad glob {g:?}"))?);
+    }
+    Ok(b.build()?)
+}
+
+pub fn listing_hash(files: &[RecFile]) -> String {
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        h.update(f.path.as_bytes());
+        h.update(b"\0");
+        h.update(f.hash.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+pub fn scan(
+    project_dir: &Path,
+    store: &Store,
+    node: &Node,
+    pipeline_file: &Path,
+) -> Result<Listing> {
+    let rel = node.params.str("path")?;
+    let root = project_dir.join(rel);
+    let include = node.params.list("include")?;
+    let exclude = node.params.list("exclude")?;
+    match std::fs::metadata(&root) {
+        Err(_) => bail!(
+            "node `{}`: source folder {} does not exist; create it or fix `path = {rel:?}` in {}",
+            node.name,
+            root.display(),
+            pipeline_file.display()
+        ),
+        Ok(m) if !m.is_dir() => bail!(
+            "node `{}`: {} is not a folder; point `path` in {} at a folder",
+            node.name,
+            root.display(),
+            pipeline_file.display()
+        ),
+        Ok(_) => {}
+    }
+    let inc = globset(include)?;
+    let exc = globset(exclude)?;
+    let cache_dir = store.root.canonicalize().ok();
+
+    // Walk and stat (cheap), keeping the files the globs select.
+    let mut found: Vec<(String, PathBuf, Stat)> = Vec::new();
+    let walker = walkdir::WalkDir::new(&root)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| {
+            let hidden = e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+            let is_cache =
+                e.file_type().is_dir() && cache_dir.as_deref().is_some_and(|c| e.path() == c);
+            !(is_cache || hidden && e.file_type().is_dir())
+        });
+    for entry in walker {
+        let entry =
+            entry.with_context(|| format!("node `{}`: walking {}", node.name, root.display()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relpath = entry.path().strip_prefix(&root).unwrap_or(entry.path());
+        let Some(name) = relpath.to_str() else {
+            bail!(
+                "node `{}`: file name {} is not UTF-8; rename it",
+                node.name,
+                entry.path().display()
+            );
+        };
+        let name = name.replace(std::path::MAIN_SEPARATOR, "/");
+        if !inc.is_match(&name) || exc.is_match(&name) {
+            continue;
+        }
+        let meta = entry
+            .metadata()
+            .with_context(|| format!("reading {}", entry.path().display()))?;
+        found.push((name, entry.path().to_path_buf(), Stat::of(&meta)));
+    }
+    if found.is_empty() {
+        bail!(
+            "node `{}`: no file under {} matches include = {include:?}{}; add files there or fix the globs in {}",
+            node.name,
+            root.display(),
+            if exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" (exclude = {exclude:?})")
+            },
+            pipeline_file.display()
+        );
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let canonical = root.canonicalize().unwrap_or_else(|_| root.clone());
+    let stat_path = store
+        .root
+        .join("stat")
+        .join(&blake3::hash(canonical.to_string_lossy().as_bytes()).to_hex()[..32]);
+    let cache = statcache::load(&stat_path);
+    let results: Vec<Result<(RecFile, Entry, bool)>> = found
+        .par_iter()
+        .map(|(name, path, stat)| {
+            if let Some(e) = cache.get(name)
+                && e.trusted(stat)
+            {
+                let hash = blake3::Hash::from_bytes(e.hash).to_hex().to_string();
+                return Ok((
+                    RecFile {
+                        path: name.clone(),
+                        hash,
+                        bytes: stat.size,
+                    },
+                    e.clone(),
+                    false,
+                ));
+            }
+            let hashed_at_ns = statcache::now_ns();
+            let mut h = blake3::Hasher::new();
+            if stat.size >= 1 << 20 {
+                h.update_mmap(path)
+                    .with_context(|| format!("hashing {}", path.display()))?;
+            } else {
+                h.update(
+                    &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                );
+            }
+            let hash = h.finalize();
+            // Stat again: a file that changed while it was read gets the later
+            // stat, which will not match next time, so it is hashed again.
+            let stat = std::fs::metadata(path)
+                .map(|m| Stat::of(&m))
+                .unwrap_or(*stat);
+            let entry = Entry {
+                stat,
+                hash: *hash.as_bytes(),
+                hashed_at_ns,
+            };
+            Ok((
+                RecFile {
+                    path: name.clone(),
+                    hash: hash.to_hex().to_string(),
+                    bytes: stat.size,
+                },
+                entry,
+                true,
+            ))
+        })
+        .collect();
+    let mut files = Vec::with_capacity(results.len());
+    let mut new_cache = HashMap::with_capacity(results.len());
+    let (mut hashed_files, mut hashed_bytes) = (0, 0);
+    for r in results {
+        let (f, e, hashed) = r?;
+        if hashed {
+            hashed_files += 1;
+            hashed_bytes += f.bytes;
+        }
+        new_cache.insert(f.path.clone(), e);
+        files.push(f);
+    }
+    if new_cache != cache {
+        // Best effort: a failed write only costs re-hashing next time.
+        statcache::save(&stat_path, &new_cache).ok();
+    }
+    let content = listing_hash(&files);
+    Ok(Listing {
+        root,
+        files,
+        content,
+        hashed_files,
+        hashed_bytes,
+    })
+}

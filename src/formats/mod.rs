@@ -1,0 +1,2 @@
+//! File formats: token files (and, with the model issues, safetensors and GGUF).
+pub mod tokens;

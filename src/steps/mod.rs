@@ -1,0 +1,454 @@
+//! Node kinds. Each kind is one `Step` implementation that declares, in one
+//! place, its parameters (type, default, doc), the inputs it accepts, the
+//! outputs it writes with their retention class, and the shaders it
+//! dispatches. The engine knows kinds only through this trait.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+mod bpe_tokenizer;
+mod command;
+mod pack;
+mod planned;
+mod source;
+mod tokenize;
+
+pub use source::SOURCE_KIND;
+
+/// Every kind pai knows, in the order `pai kinds` lists them.
+pub fn registry() -> &'static [&'static dyn Step] {
+    static KINDS: &[&dyn Step] = &[
+        &source::Source,
+        &bpe_tokenizer::BpeTokenizer,
+        &tokenize::Tokenize,
+        &pack::Pack,
+        &planned::GPT_INIT,
+        &planned::TRAIN,
+        &planned::EXPORT,
+        &planned::QUANTIZE,
+        &planned::EVALUATE,
+        &command::Command,
+    ];
+    KINDS
+}
+
+pub fn find(kind: &str) -> Option<&'static dyn Step> {
+    registry().iter().copied().find(|s| s.kind() == kind)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamType {
+    Int,
+    Float,
+    Str,
+    Bool,
+    StrList,
+}
+
+impl fmt::Display for ParamType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParamType::Int => "integer",
+            ParamType::Float => "float",
+            ParamType::Str => "string",
+            ParamType::Bool => "bool",
+            ParamType::StrList => "list of strings",
+        })
+    }
+}
+
+/// A parameter's default, as a compile-time constant.
+#[derive(Clone, Copy, Debug)]
+pub enum Default {
+    Required,
+    Int(i64),
+    Float(f64),
+    Str(&'static str),
+    Bool(bool),
+    StrList(&'static [&'static str]),
+}
+
+impl Default {
+    pub fn value(&self) -> Option<Value> {
+        Some(match *self {
+            Default::Required => return None,
+            Default::Int(v) => Value::Int(v),
+            Default::Float(v) => Value::Float(v),
+            Default::Str(v) => Value::Str(v.to_string()),
+            Default::Bool(v) => Value::Bool(v),
+            Default::StrList(v) => Value::StrList(v.iter().map(|s| s.to_string()).collect()),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ParamDecl {
+    pub name: &'static str,
+    pub ty: ParamType,
+    pub default: Default,
+    pub doc: &'static str,
+    /// Inclusive bounds for numbers.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl ParamDecl {
+    pub const fn new(
+        name: &'static str,
+        ty: ParamType,
+        default: Default,
+        doc: &'static str,
+    ) -> Self {
+        ParamDecl {
+            name,
+            ty,
+            default,
+            doc,
+            min: None,
+            max: None,
+        }
+    }
+    pub const fn range(mut self, min: f64, max: f64) -> Self {
+        self.min = Some(min);
+        self.max = Some(max);
+        self
+    }
+}
+
+/// A parameter value after validation: always of the declared type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+    StrList(Vec<String>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Float(v) => write!(f, "{v}"),
+            Value::Str(v) => write!(f, "{v:?}"),
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::StrList(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+/// A node's parameters with every declared default filled in.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Params(pub BTreeMap<String, Value>);
+
+impl Params {
+    fn get(&self, name: &str) -> Result<&Value> {
+        self.0
+            .get(name)
+            .with_context(|| format!("parameter `{name}` is not set"))
+    }
+    pub fn int(&self, name: &str) -> Result<i64> {
+        match self.get(name)? {
+            Value::Int(v) => Ok(*v),
+            other => bail!("parameter `{name}` is {other}, not an integer"),
+        }
+    }
+    pub fn usize(&self, name: &str) -> Result<usize> {
+        usize::try_from(self.int(name)?)
+            .with_context(|| format!("parameter `{name}` must not be negative"))
+    }
+    pub fn float(&self, name: &str) -> Result<f64> {
+        match self.get(name)? {
+            Value::Float(v) => Ok(*v),
+            Value::Int(v) => Ok(*v as f64),
+            other => bail!("parameter `{name}` is {other}, not a number"),
+        }
+    }
+    pub fn str(&self, name: &str) -> Result<&str> {
+        match self.get(name)? {
+            Value::Str(v) => Ok(v),
+            other => bail!("parameter `{name}` is {other}, not a string"),
+        }
+    }
+    pub fn bool(&self, name: &str) -> Result<bool> {
+        match self.get(name)? {
+            Value::Bool(v) => Ok(*v),
+            other => bail!("parameter `{name}` is {other}, not a bool"),
+        }
+    }
+    pub fn list(&self, name: &str) -> Result<&[String]> {
+        match self.get(name)? {
+            Value::StrList(v) => Ok(v),
+            other => bail!("parameter `{name}` is {other}, not a list of strings"),
+        }
+    }
+}
+
+/// One input slot of a kind: which kinds of node may fill it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct InputDecl {
+    pub role: &'static str,
+    pub kinds: &'static [&'static str],
+    pub doc: &'static str,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Inputs {
+    /// Each slot filled exactly once, matched by the input node's kind.
+    Slots(&'static [InputDecl]),
+    /// Any number of nodes of any kind (the `command` escape hatch).
+    Any,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    /// Never deleted while a current build references it.
+    Keep,
+    /// Deleted by `pai gc --temporaries` (optimizer states, checkpoints, snapshots).
+    Temporary,
+    /// Logs: deleted by `pai gc --temporaries` too.
+    Log,
+}
+
+impl fmt::Display for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Retention::Keep => "keep",
+            Retention::Temporary => "temporary",
+            Retention::Log => "log",
+        })
+    }
+}
+
+/// An output file a step writes. `name` may be a glob (`checkpoints/*`) for
+/// a family of files; a required output must be written.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputDecl {
+    pub name: String,
+    pub retention: Retention,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+impl OutputDecl {
+    pub fn keep(name: &str, doc: &'static str) -> Self {
+        OutputDecl {
+            name: name.to_string(),
+            retention: Retention::Keep,
+            required: true,
+            doc,
+        }
+    }
+    pub fn temporary(name: &str, doc: &'static str) -> Self {
+        OutputDecl {
+            name: name.to_string(),
+            retention: Retention::Temporary,
+            required: false,
+            doc,
+        }
+    }
+    pub fn log(name: &str, doc: &'static str) -> Self {
+        OutputDecl {
+            name: name.to_string(),
+            retention: Retention::Log,
+            required: false,
+            doc,
+        }
+    }
+    pub fn matches(&self, file: &str) -> bool {
+        if self.name.contains(['*', '?', '[']) {
+            globset::Glob::new(&self.name)
+                .map(|g| g.compile_matcher().is_match(file))
+                .unwrap_or(false)
+        } else {
+            self.name == file
+        }
+    }
+}
+
+/// A file of an input node as a step sees it. For a `source` input, `path`
+/// is the file in the user's tree; otherwise the immutable object in the store.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub hash: String,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct InputView {
+    pub role: String,
+    pub node: String,
+    pub kind: String,
+    /// The folder a user would look at: the source folder, or `cache/out/<node>`.
+    pub dir: PathBuf,
+    pub files: Vec<InputFile>,
+}
+
+impl InputView {
+    pub fn file(&self, name: &str) -> Result<&InputFile> {
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .with_context(|| format!("input `{}` has no output `{name}`", self.node))
+    }
+
+    /// Reads a file and checks it still has the content hash the build was
+    /// keyed on (a source file edited during the build is an error, not a
+    /// silently wrong output).
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        read_verified(self.file(name)?)
+    }
+}
+
+pub fn read_verified(f: &InputFile) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(&f.path).with_context(|| format!("reading {}", f.path.display()))?;
+    let hash = blake3::hash(&bytes).to_hex();
+    if hash.as_str() != f.hash {
+        bail!(
+            "{} changed while pai was building (expected BLAKE3 {}, found {}); run the build again",
+            f.path.display(),
+            &f.hash[..12],
+            &hash[..12]
+        );
+    }
+    Ok(bytes)
+}
+
+/// What a running step sees: its parameters, its inputs and the folder its
+/// outputs go to. Steps know nothing of the store's layout.
+pub struct StepCtx<'a> {
+    pub node: &'a str,
+    pub params: &'a Params,
+    pub inputs: &'a [InputView],
+    pub out_dir: &'a Path,
+    pub project_dir: &'a Path,
+    pub progress: &'a (dyn Fn(u64, u64, &str) + Sync),
+}
+
+impl StepCtx<'_> {
+    pub fn input(&self, role: &str) -> Result<&InputView> {
+        self.inputs
+            .iter()
+            .find(|i| i.role == role)
+            .with_context(|| format!("node `{}` has no `{role}` input", self.node))
+    }
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.out_dir.join(name)
+    }
+}
+
+/// One node kind.
+pub trait Step: Send + Sync {
+    fn kind(&self) -> &'static str;
+    /// Bumped whenever the implementation can change a bit of the output.
+    fn version(&self) -> u32;
+    fn doc(&self) -> &'static str;
+    fn params(&self) -> &'static [ParamDecl];
+    fn inputs(&self) -> Inputs;
+    fn outputs(&self, params: &Params) -> Result<Vec<OutputDecl>>;
+    /// WGSL sources the kind dispatches: their text is part of the action key.
+    fn shaders(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+    /// GPU nodes take the process's single GPU slot.
+    fn uses_gpu(&self, _params: &Params) -> bool {
+        false
+    }
+    /// Cross-parameter checks beyond type and range; the message names the fix.
+    fn validate(&self, _params: &Params) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    /// True for `source`: hashed by the engine, never run, stores nothing.
+    fn is_source(&self) -> bool {
+        false
+    }
+    fn run(&self, ctx: &StepCtx) -> Result<()>;
+}
+
+/// Markdown reference of every kind, as README embeds it (a test keeps the
+/// README in step with these declarations).
+pub fn kinds_markdown() -> String {
+    let mut s = String::new();
+    for step in registry() {
+        s.push_str(&format!("### `{}`\n\n{}\n\n", step.kind(), step.doc()));
+        match step.inputs() {
+            Inputs::Slots(slots) if !slots.is_empty() => {
+                s.push_str("Inputs: ");
+                let parts: Vec<String> = slots
+                    .iter()
+                    .map(|i| format!("{} (`{}`)", i.role, i.kinds.join("` or `")))
+                    .collect();
+                s.push_str(&parts.join(", "));
+                s.push_str("\n\n");
+            }
+            Inputs::Slots(_) => s.push_str("Inputs: none\n\n"),
+            Inputs::Any => s.push_str("Inputs: any nodes\n\n"),
+        }
+        if !step.params().is_empty() {
+            s.push_str("| parameter | type | default | meaning |\n|---|---|---|---|\n");
+            for p in step.params() {
+                let default = match p.default.value() {
+                    None => "required".to_string(),
+                    Some(v) => format!("`{v}`"),
+                };
+                let mut doc = p.doc.to_string();
+                if let (Some(lo), Some(hi)) = (p.min, p.max) {
+                    doc.push_str(&format!(" ({lo} to {hi})"));
+                }
+                s.push_str(&format!(
+                    "| `{}` | {} | {} | {} |\n",
+                    p.name, p.ty, default, doc
+                ));
+            }
+            s.push('\n');
+        }
+        let defaults = default_params(*step);
+        if let Ok(outs) = step.outputs(&defaults)
+            && !outs.is_empty()
+        {
+            let o: Vec<String> = outs
+                .iter()
+                .map(|o| format!("`{}` ({})", o.name, o.retention))
+                .collect();
+            s.push_str(&format!("Outputs: {}\n\n", o.join(", ")));
+        }
+    }
+    s
+}
+
+/// The declared defaults (required parameters left out).
+pub fn default_params(step: &dyn Step) -> Params {
+    Params(
+        step.params()
+            .iter()
+            .filter_map(|p| p.default.value().map(|v| (p.name.to_string(), v)))
+            .collect(),
+    )
+}
+
+/// Deterministic PRNG (splitmix64) for seeded choices in steps: stable across
+/// platforms and crate versions, which a content-addressed build needs.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+}

@@ -1,0 +1,69 @@
+//! `source`: a folder of files filtered by globs. The engine hashes it (with
+//! the stat cache); it is never run and stores nothing.
+
+use anyhow::{Result, bail};
+
+use super::{Default, Inputs, OutputDecl, ParamDecl, ParamType, Params, Step, StepCtx};
+
+pub const SOURCE_KIND: &str = "source";
+
+pub struct Source;
+
+static PARAMS: &[ParamDecl] = &[
+    ParamDecl::new(
+        "path",
+        ParamType::Str,
+        Default::Required,
+        "Folder to read, relative to the project folder (where Pipeline.toml is, or -C DIR).",
+    ),
+    ParamDecl::new(
+        "include",
+        ParamType::StrList,
+        Default::StrList(&["**/*"]),
+        "Globs (relative to `path`) of the files to take.",
+    ),
+    ParamDecl::new(
+        "exclude",
+        ParamType::StrList,
+        Default::StrList(&[]),
+        "Globs of files to leave out, applied after `include`.",
+    ),
+];
+
+impl Step for Source {
+    fn kind(&self) -> &'static str {
+        SOURCE_KIND
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn doc(&self) -> &'static str {
+        "Files under a folder, filtered by globs. Its hash is the sorted list of (relative path, \
+         BLAKE3 of content); nothing is stored. Hidden folders (`.git`, …) are skipped."
+    }
+    fn params(&self) -> &'static [ParamDecl] {
+        PARAMS
+    }
+    fn inputs(&self) -> Inputs {
+        Inputs::Slots(&[])
+    }
+    fn outputs(&self, _params: &Params) -> Result<Vec<OutputDecl>> {
+        Ok(Vec::new())
+    }
+    fn validate(&self, params: &Params) -> std::result::Result<(), String> {
+        for key in ["include", "exclude"] {
+            for g in params.list(key).map_err(|e| e.to_string())? {
+                if let Err(e) = globset::Glob::new(g) {
+                    return Err(format!("`{key}` has a bad glob {g:?}: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+    fn is_source(&self) -> bool {
+        true
+    }
+    fn run(&self, _ctx: &StepCtx) -> Result<()> {
+        bail!("a source node is hashed by the engine, not run")
+    }
+}

@@ -1,0 +1,171 @@
+//! `pai gc`: deletes what no current build reaches.
+//!
+//! Roots are the refs of every pipeline file (view) in the store. Kept:
+//! their records and live outputs, plus `--keep N` older builds per node.
+//! `--temporaries` also collects the temporary and log outputs of current
+//! builds (optimizer states, checkpoints, snapshots, logs). Call with the lock held.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{Record, Retention, Store, make_writable};
+
+pub struct GcOptions {
+    pub dry_run: bool,
+    pub temporaries: bool,
+    pub keep: usize,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub deleted_objects: usize,
+    pub freed_bytes: u64,
+    pub deleted_records: usize,
+    pub collected_outputs: usize,
+    pub tmp_bytes: u64,
+    pub kept_objects: usize,
+    pub kept_bytes: u64,
+}
+
+/// Every view of the store, the main one first.
+pub fn views(store: &Store) -> Vec<Store> {
+    let mut v = vec![Store::new(store.root.clone(), super::MAIN_VIEW)];
+    if let Ok(rd) = fs::read_dir(store.root.join("views")) {
+        let mut names: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        v.extend(names.iter().map(|n| Store::new(store.root.clone(), n)));
+    }
+    v
+}
+
+/// (node, key) of every ref in every view.
+pub fn roots(store: &Store) -> Vec<(Store, String, String)> {
+    let mut out = Vec::new();
+    for view in views(store) {
+        if let Ok(rd) = fs::read_dir(view.refs_dir()) {
+            let mut names: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect();
+            names.sort();
+            for n in names {
+                if let Some(k) = view.read_ref(&n) {
+                    out.push((Store::new(store.root.clone(), &view.view), n, k));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
+    let mut report = GcReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let roots = roots(store);
+    let current: HashSet<String> = roots.iter().map(|(_, _, k)| k.clone()).collect();
+    let records = store.all_records();
+
+    // Older builds to keep: the newest N per node.
+    let mut by_node: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for (_, rec) in &records {
+        if let Some(rec) = rec
+            && !current.contains(&rec.key)
+        {
+            by_node.entry(rec.node.clone()).or_default().push(rec);
+        }
+    }
+    let mut kept: HashSet<String> = current.clone();
+    for recs in by_node.values_mut() {
+        recs.sort_by(|a, b| b.built_at.cmp(&a.built_at).then(a.key.cmp(&b.key)));
+        kept.extend(recs.iter().take(opts.keep).map(|r| r.key.clone()));
+    }
+
+    let mut reachable: HashSet<String> = HashSet::new();
+    let mut changed: Vec<Record> = Vec::new();
+    for (path, rec) in &records {
+        match rec {
+            Some(rec) if kept.contains(&rec.key) => {
+                let mut rec = rec.clone();
+                if opts.temporaries && current.contains(&rec.key) {
+                    let mut touched = false;
+                    for o in rec.outputs.iter_mut() {
+                        if !o.collected
+                            && matches!(o.retention, Retention::Temporary | Retention::Log)
+                        {
+                            o.collected = true;
+                            touched = true;
+                            report.collected_outputs += 1;
+                        }
+                    }
+                    if touched {
+                        changed.push(rec.clone());
+                    }
+                }
+                reachable.extend(rec.live_outputs().map(|o| o.hash.clone()));
+            }
+            _ => {
+                report.deleted_records += 1;
+                if !opts.dry_run {
+                    fs::remove_file(path).ok();
+                }
+            }
+        }
+    }
+
+    if !opts.dry_run {
+        // Records first, then the out links, then the objects: a crash in
+        // between leaves records that ask for nothing missing.
+        for rec in &changed {
+            store.write_record(rec)?;
+        }
+        for (view, node, key) in &roots {
+            if let Some(rec) = changed.iter().find(|r| &r.key == key) {
+                view.link_out(node, rec)?;
+            }
+        }
+        // out/ folders of nodes without a ref.
+        for view in views(store) {
+            if let Ok(rd) = fs::read_dir(view.out_root()) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if !name.starts_with('.') && view.read_ref(&name).is_none() {
+                        fs::remove_dir_all(e.path()).ok();
+                    }
+                }
+            }
+        }
+    }
+
+    for (hash, path) in store.all_objects() {
+        let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if reachable.contains(&hash) {
+            report.kept_objects += 1;
+            report.kept_bytes += bytes;
+            continue;
+        }
+        report.deleted_objects += 1;
+        report.freed_bytes += bytes;
+        if !opts.dry_run {
+            make_writable(&path);
+            fs::remove_file(&path).ok();
+            if let Some(parent) = path.parent() {
+                fs::remove_dir(parent).ok(); // only if empty
+            }
+        }
+    }
+    report.tmp_bytes = super::dir_size(&store.tmp_root());
+    report.freed_bytes += report.tmp_bytes;
+    if !opts.dry_run {
+        store.clean_tmp()?;
+    }
+    Ok(report)
+}

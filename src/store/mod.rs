@@ -1,0 +1,379 @@
+//! The content-addressed store under `cache/`:
+//!
+//! - `objects/ab/cdef…` every output file, named by the BLAKE3 of its bytes, read-only;
+//! - `records/<key>.json` one per node build;
+//! - `refs/<node>` the key of each node's current build (the GC roots);
+//! - `out/<node>/<output>` hard links to the current build's objects;
+//! - `stat/` the stat cache of source trees; `tmp/` where nodes run; `lock`.
+//!
+//! Pipelines other than the project's `Pipeline.toml` get their own refs and
+//! out folders under `views/<name>/` and share objects and records.
+//! Every write is atomic (temporary file + rename), and a build commits in the
+//! order tmp → objects → record → ref, so a crash at any point leaves a valid store.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::steps::Retention;
+
+pub mod gc;
+pub mod lock;
+pub mod statcache;
+pub mod verify;
+
+pub const MAIN_VIEW: &str = "main";
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecInput {
+    pub role: String,
+    pub node: String,
+    pub hash: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecShader {
+    pub name: String,
+    pub hash: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecOutput {
+    pub name: String,
+    pub hash: String,
+    pub bytes: u64,
+    pub retention: Retention,
+    /// Deleted by `gc --temporaries`; still part of the node's content hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collected: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecFile {
+    pub path: String,
+    pub hash: String,
+    pub bytes: u64,
+}
+
+/// One node build: everything that went into its key, and what came out.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Record {
+    pub key: String,
+    pub node: String,
+    pub kind: String,
+    pub kind_version: u32,
+    pub engine: u32,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub inputs: Vec<RecInput>,
+    pub shaders: Vec<RecShader>,
+    pub outputs: Vec<RecOutput>,
+    /// What dependents key on: the hash of (name, hash) of every output, or of
+    /// the file listing for a source.
+    pub content: String,
+    /// A source's listing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<RecFile>,
+    pub seconds: f64,
+    pub built_at: u64,
+}
+
+impl Record {
+    pub fn live_outputs(&self) -> impl Iterator<Item = &RecOutput> {
+        self.outputs.iter().filter(|o| !o.collected)
+    }
+}
+
+pub struct Store {
+    pub root: PathBuf,
+    pub view: String,
+}
+
+/// Writes `bytes` to `path` atomically: a crash leaves the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("path has no parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("f"),
+        std::process::id()
+    ));
+    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+/// BLAKE3 of a file, parallel for large files.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = blake3::Hasher::new();
+    if meta.len() >= 64 << 20 {
+        h.update_mmap_rayon(path)
+            .with_context(|| format!("hashing {}", path.display()))?;
+    } else if meta.len() >= 1 << 20 {
+        h.update_mmap(path)
+            .with_context(|| format!("hashing {}", path.display()))?;
+    } else {
+        h.update(&fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    Ok((h.finalize().to_hex().to_string(), meta.len()))
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// The store of a project folder; `view` names the pipeline file's refs.
+    pub fn new(root: PathBuf, view: &str) -> Store {
+        Store {
+            root,
+            view: view.to_string(),
+        }
+    }
+
+    fn view_dir(&self) -> PathBuf {
+        if self.view == MAIN_VIEW {
+            self.root.clone()
+        } else {
+            self.root.join("views").join(&self.view)
+        }
+    }
+
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+    pub fn records_dir(&self) -> PathBuf {
+        self.root.join("records")
+    }
+    pub fn tmp_root(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn refs_dir(&self) -> PathBuf {
+        self.view_dir().join("refs")
+    }
+    pub fn out_root(&self) -> PathBuf {
+        self.view_dir().join("out")
+    }
+    pub fn out_dir(&self, node: &str) -> PathBuf {
+        self.out_root().join(node)
+    }
+
+    /// Every view's refs folder: all of them are GC roots.
+    pub fn all_refs_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.root.join("refs")];
+        if let Ok(rd) = fs::read_dir(self.root.join("views")) {
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("refs"))
+                .collect();
+            v.sort();
+            dirs.extend(v);
+        }
+        dirs
+    }
+
+    pub fn object_path(&self, hash: &str) -> PathBuf {
+        self.objects_dir().join(&hash[..2]).join(&hash[2..])
+    }
+
+    /// Whether the object is present with the expected size (a cheap check;
+    /// `verify` and input reads check the content).
+    pub fn has_object(&self, hash: &str, bytes: u64) -> bool {
+        fs::metadata(self.object_path(hash))
+            .map(|m| m.len() == bytes)
+            .unwrap_or(false)
+    }
+
+    /// Moves a finished file into the store under its hash and makes it
+    /// read-only. An identical object already there is kept.
+    pub fn put_file(&self, src: &Path) -> Result<(String, u64)> {
+        let (hash, bytes) = hash_file(src)?;
+        let dst = self.object_path(&hash);
+        if self.has_object(&hash, bytes) {
+            fs::remove_file(src).ok();
+            return Ok((hash, bytes));
+        }
+        fs::create_dir_all(dst.parent().context("object path")?)?;
+        let mut perm = fs::metadata(src)?.permissions();
+        perm.set_readonly(true);
+        fs::set_permissions(src, perm)?;
+        fs::rename(src, &dst)
+            .with_context(|| format!("moving {} into the store", src.display()))?;
+        Ok((hash, bytes))
+    }
+
+    pub fn record_path(&self, key: &str) -> PathBuf {
+        self.records_dir().join(format!("{key}.json"))
+    }
+
+    /// The record of a build, if there is a readable one.
+    pub fn record(&self, key: &str) -> Option<Record> {
+        let bytes = fs::read(self.record_path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn write_record(&self, rec: &Record) -> Result<()> {
+        write_atomic(
+            &self.record_path(&rec.key),
+            &serde_json::to_vec_pretty(rec)?,
+        )
+    }
+
+    pub fn read_ref(&self, node: &str) -> Option<String> {
+        let s = fs::read_to_string(self.refs_dir().join(node)).ok()?;
+        let s = s.trim();
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_string())
+    }
+
+    pub fn write_ref(&self, node: &str, key: &str) -> Result<()> {
+        write_atomic(&self.refs_dir().join(node), format!("{key}\n").as_bytes())
+    }
+
+    /// A record's live outputs are all in the store.
+    pub fn complete(&self, rec: &Record) -> bool {
+        rec.live_outputs()
+            .all(|o| self.has_object(&o.hash, o.bytes))
+    }
+
+    /// Whether `out/<node>/` shows this build.
+    pub fn out_current(&self, node: &str, rec: &Record) -> bool {
+        let dir = self.out_dir(node);
+        fs::read_to_string(dir.join(".key"))
+            .map(|k| k.trim() == rec.key)
+            .unwrap_or(false)
+            && rec.live_outputs().all(|o| dir.join(&o.name).exists())
+    }
+
+    /// Points `out/<node>/` at a build's objects (hard links; a copy where
+    /// the file system has none). Built aside, then swapped in.
+    pub fn link_out(&self, node: &str, rec: &Record) -> Result<()> {
+        let root = self.out_root();
+        fs::create_dir_all(&root)?;
+        let staging = root.join(format!(".{node}.{}.new", std::process::id()));
+        if staging.exists() {
+            fs::remove_dir_all(&staging)?;
+        }
+        fs::create_dir_all(&staging)?;
+        for o in rec.live_outputs() {
+            let dst = staging.join(&o.name);
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            let src = self.object_path(&o.hash);
+            if fs::hard_link(&src, &dst).is_err() {
+                fs::copy(&src, &dst).with_context(|| format!("linking {}", dst.display()))?;
+            }
+        }
+        fs::write(staging.join(".key"), format!("{}\n", rec.key))?;
+        let dst = self.out_dir(node);
+        if dst.exists() {
+            fs::remove_dir_all(&dst).with_context(|| format!("replacing {}", dst.display()))?;
+        }
+        fs::rename(&staging, &dst)?;
+        Ok(())
+    }
+
+    /// Removes what interrupted runs left behind. Call with the lock held.
+    pub fn clean_tmp(&self) -> Result<u64> {
+        let mut freed = 0;
+        let tmp = self.tmp_root();
+        if let Ok(rd) = fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                freed += dir_size(&e.path());
+                let p = e.path();
+                make_writable(&p);
+                if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                }
+                .with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+        for dir in [self.out_root()] {
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().ends_with(".new") {
+                        fs::remove_dir_all(e.path()).ok();
+                    }
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    pub fn all_records(&self) -> Vec<(PathBuf, Option<Record>)> {
+        let mut v = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.records_dir()) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "json") {
+                    let rec = fs::read(&p)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                    v.push((p, rec));
+                }
+            }
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Every object as (hash, path).
+    pub fn all_objects(&self) -> Vec<(String, PathBuf)> {
+        let mut v = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.objects_dir()) {
+            for sub in rd.flatten() {
+                let prefix = sub.file_name().to_string_lossy().to_string();
+                if let Ok(rd2) = fs::read_dir(sub.path()) {
+                    for e in rd2.flatten() {
+                        v.push((
+                            format!("{prefix}{}", e.file_name().to_string_lossy()),
+                            e.path(),
+                        ));
+                    }
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+pub fn make_writable(p: &Path) {
+    for e in walkdir::WalkDir::new(p).into_iter().flatten() {
+        if let Ok(m) = e.metadata() {
+            let mut perm = m.permissions();
+            if perm.readonly() {
+                #[allow(clippy::permissions_set_readonly_false)]
+                perm.set_readonly(false);
+                fs::set_permissions(e.path(), perm).ok();
+            }
+        }
+    }
+}
+
+/// Bytes under a folder, each inode counted once.
+pub fn dir_size(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for e in walkdir::WalkDir::new(p).into_iter().flatten() {
+        if let Ok(m) = e.metadata()
+            && m.is_file()
+            && seen.insert((m.dev(), m.ino()))
+        {
+            total += m.len();
+        }
+    }
+    total
+}

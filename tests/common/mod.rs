@@ -1,0 +1,239 @@
+//! Helpers for integration tests: a project in a temporary folder and the
+//! `pai` binary run against it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pai");
+
+/// A small pipeline: the data funnel on a generated corpus, plus command
+/// nodes for early cutoff and a second, independent source.
+pub const PIPELINE: &str = r#"
+[nodes.corpus]
+kind = "source"
+path = "corpus"
+include = ["**/*.md"]
+
+[nodes.tokenizer]
+kind = "bpe-tokenizer"
+inputs = ["corpus"]
+vocab_size = 300
+
+[nodes.tokens]
+kind = "tokenize"
+inputs = ["corpus", "tokenizer"]
+
+[nodes.packed]
+kind = "pack"
+inputs = ["tokens"]
+context = 8
+val_fraction = 0.25
+
+[nodes.stamp]
+kind = "command"
+inputs = ["corpus"]
+run = "echo constant > $PAI_OUT/x"
+outputs = ["x"]
+
+[nodes.after]
+kind = "command"
+inputs = ["stamp"]
+run = "cp $PAI_IN_STAMP/x $PAI_OUT/y"
+outputs = ["y"]
+
+[nodes.notes]
+kind = "source"
+path = "notes"
+
+[nodes.summary]
+kind = "command"
+inputs = ["notes"]
+run = "cat $PAI_IN_NOTES/*.txt | wc -c > $PAI_OUT/count.txt"
+outputs = ["count.txt"]
+"#;
+
+pub struct Proj {
+    pub tmp: tempfile::TempDir,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Deterministic English-looking text.
+pub fn text(seed: u64, words: usize) -> String {
+    const W: &[&str] = &[
+        "the",
+        "data",
+        "model",
+        "learns",
+        "from",
+        "a",
+        "small",
+        "corpus",
+        "of",
+        "notes",
+        "and",
+        "scripts",
+        "python",
+        "runs",
+        "each",
+        "cell",
+        "in",
+        "order",
+        "git",
+        "keeps",
+        "history",
+        "we",
+        "clean",
+        "tables",
+        "plot",
+        "charts",
+        "test",
+        "functions",
+        "with",
+        "pytest",
+        "before",
+        "every",
+        "commit",
+        "branch",
+        "merge",
+        "review",
+    ];
+    let mut r = Rng(seed);
+    let mut s = String::new();
+    for i in 0..words {
+        s.push_str(W[(r.next() % W.len() as u64) as usize]);
+        s.push(if i % 12 == 11 { '.' } else { ' ' });
+        if i % 48 == 47 {
+            s.push('\n');
+        }
+    }
+    s.push('\n');
+    s
+}
+
+impl Proj {
+    pub fn new() -> Proj {
+        Self::with_pipeline(PIPELINE)
+    }
+
+    pub fn with_pipeline(pipeline: &str) -> Proj {
+        let p = Proj {
+            tmp: tempfile::tempdir().expect("tempdir"),
+        };
+        p.write("Pipeline.toml", pipeline);
+        for i in 0..4 {
+            p.write(&format!("corpus/doc{i}.md"), &text(i, 300));
+        }
+        p.write("corpus/sub/deep.md", &text(99, 200));
+        p.write("notes/a.txt", "alpha\n");
+        p.write("notes/b.txt", "beta\n");
+        p
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("-C").arg(self.dir()).args(args);
+        c.env_remove("PAI_KIND_VERSION");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("running pai")
+    }
+
+    /// Runs with --json; returns the document and the exit code.
+    pub fn json(&self, args: &[&str]) -> (Value, i32) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "pai {args:?} printed no JSON ({e}), {}: stdout {} stderr {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (v, out.status.code().unwrap_or(-1))
+    }
+
+    /// `pai build`: node → status. Panics unless it succeeds.
+    pub fn build(&self, args: &[&str]) -> BTreeMap<String, String> {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        let (v, code) = self.json(&all);
+        assert_eq!(code, 0, "build {args:?} failed: {v}");
+        statuses(&v)
+    }
+}
+
+pub fn statuses(v: &Value) -> BTreeMap<String, String> {
+    v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Names of the nodes with the given status.
+pub fn with_status(m: &BTreeMap<String, String>, status: &str) -> Vec<String> {
+    m.iter()
+        .filter(|(_, s)| *s == status)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Objects in the store.
+pub fn objects(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join("cache/objects")) {
+        for sub in rd.flatten() {
+            for e in std::fs::read_dir(sub.path()).unwrap().flatten() {
+                v.push(e.path());
+            }
+        }
+    }
+    v.sort();
+    v
+}

@@ -1,0 +1,454 @@
+//! The engine as a user drives it: incremental builds, restores, early
+//! cutoff, gc, and the JSON documents scripts read.
+
+mod common;
+
+use common::*;
+
+const ALL: [&str; 8] = [
+    "corpus",
+    "tokenizer",
+    "tokens",
+    "packed",
+    "stamp",
+    "after",
+    "notes",
+    "summary",
+];
+
+#[test]
+fn first_build_builds_everything_and_a_second_runs_nothing() {
+    let p = Proj::new();
+    let first = p.build(&[]);
+    assert_eq!(first.len(), ALL.len(), "{first:?}");
+    assert_eq!(with_status(&first, "built").len(), ALL.len(), "{first:?}");
+    let second = p.build(&[]);
+    assert_eq!(with_status(&second, "fresh").len(), ALL.len(), "{second:?}");
+    // The outputs are where `pai path` says, with the promised formats.
+    let out = p.run(&["path", "packed", "pack.json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = String::from_utf8(out.stdout).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path.trim()).unwrap()).unwrap();
+    assert_eq!(meta["row_tokens"], 9);
+    let train = std::fs::metadata(p.path("cache/out/packed/train.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(train % (9 * 4), 0, "train.bin is whole rows of 9 u32");
+    assert!(train > 0);
+    let tokens = std::fs::metadata(p.path("cache/out/tokens/tokens.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(tokens % 4, 0);
+}
+
+#[test]
+fn a_corpus_edit_rebuilds_exactly_its_dependents_and_status_says_why() {
+    let p = Proj::new();
+    p.build(&[]);
+    let mut doc = p.read("corpus/doc1.md");
+    doc.push_str("one more line\n");
+    p.write("corpus/doc1.md", &doc);
+
+    let (st, code) = p.json(&["status", "packed", "after", "summary"]);
+    assert_eq!(code, 0);
+    let nodes = st["nodes"].as_array().unwrap();
+    let stale: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n["stale"] == true)
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stale,
+        ["corpus", "tokenizer", "tokens", "packed", "stamp", "after"]
+    );
+    let corpus = nodes.iter().find(|n| n["name"] == "corpus").unwrap();
+    assert!(
+        corpus["reasons"]
+            .to_string()
+            .contains("file `doc1.md` modified"),
+        "{corpus}"
+    );
+    let tok = nodes.iter().find(|n| n["name"] == "tokenizer").unwrap();
+    assert!(
+        tok["reasons"]
+            .to_string()
+            .contains("input `corpus` changed"),
+        "{tok}"
+    );
+
+    let b = p.build(&[]);
+    assert_eq!(
+        with_status(&b, "built"),
+        ["corpus", "packed", "stamp", "tokenizer", "tokens"]
+    );
+    // Early cutoff: `stamp` ran again but wrote the same bytes, so `after` is fresh.
+    assert_eq!(with_status(&b, "fresh"), ["after", "notes", "summary"]);
+}
+
+#[test]
+fn reverting_an_edit_restores_from_the_cache_without_running() {
+    let p = Proj::new();
+    p.build(&[]);
+    let original = p.read("corpus/doc2.md");
+    p.write("corpus/doc2.md", &format!("{original}extra words here\n"));
+    p.build(&[]);
+    p.write("corpus/doc2.md", &original);
+    let b = p.build(&[]);
+    assert_eq!(
+        with_status(&b, "restored"),
+        ["corpus", "packed", "stamp", "tokenizer", "tokens"],
+        "{b:?}"
+    );
+    assert_eq!(with_status(&b, "built"), Vec::<String>::new());
+    assert_eq!(
+        p.build(&[]).values().filter(|s| *s == "fresh").count(),
+        ALL.len()
+    );
+}
+
+#[test]
+fn a_parameter_edit_rebuilds_that_node_and_below_only() {
+    let p = Proj::new();
+    p.build(&[]);
+    p.write(
+        "Pipeline.toml",
+        &PIPELINE.replace("context = 8", "context = 6"),
+    );
+    let ex = p.run(&["explain", "packed"]);
+    let text = String::from_utf8_lossy(&ex.stdout);
+    assert!(
+        text.contains("parameter `context` changed: 8 → 6"),
+        "{text}"
+    );
+    let b = p.build(&[]);
+    assert_eq!(with_status(&b, "built"), ["packed"]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&p.read("cache/out/packed/pack.json")).unwrap();
+    assert_eq!(meta["row_tokens"], 7);
+}
+
+#[test]
+fn a_new_kind_implementation_rebuilds_its_nodes_only() {
+    let p = Proj::new();
+    p.build(&[]);
+    let out = p
+        .cmd(&["--json", "status"])
+        .env("PAI_KIND_VERSION", "pack=99")
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packed = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "packed")
+        .unwrap()
+        .clone();
+    assert!(
+        packed["reasons"]
+            .to_string()
+            .contains("`pack` implementation changed (version 1 → 99)"),
+        "{packed}"
+    );
+    let out = p
+        .cmd(&["--json", "build"])
+        .env("PAI_KIND_VERSION", "pack=99")
+        .output()
+        .unwrap();
+    let b = statuses(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(with_status(&b, "built"), ["packed"]);
+}
+
+#[test]
+fn renaming_a_node_rebuilds_nothing_downstream() {
+    let p = Proj::new();
+    p.build(&[]);
+    let renamed = PIPELINE
+        .replace("[nodes.notes]", "[nodes.memo]")
+        .replace("[\"notes\"]", "[\"memo\"]")
+        .replace("PAI_IN_NOTES", "PAI_IN_MEMO");
+    p.write("Pipeline.toml", &renamed);
+    let b = p.build(&[]);
+    assert_eq!(b["memo"], "restored"); // same key as `notes`: names are not in keys
+    // The command text changed (the variable name), so summary reruns, and
+    // writes the same bytes.
+    assert_eq!(b["summary"], "built");
+    assert_eq!(p.read("cache/out/summary/count.txt").trim(), "11");
+}
+
+#[test]
+fn independent_nodes_run_in_parallel() {
+    // Each node waits for the other to start: this passes only if both run at once.
+    let pipeline = r#"
+[nodes.a]
+kind = "command"
+run = "touch a.started; for i in $(seq 100); do [ -f b.started ] && echo a > $PAI_OUT/a && exit 0; sleep 0.05; done; exit 1"
+outputs = ["a"]
+[nodes.b]
+kind = "command"
+run = "touch b.started; for i in $(seq 100); do [ -f a.started ] && echo b > $PAI_OUT/b && exit 0; sleep 0.05; done; exit 1"
+outputs = ["b"]
+"#;
+    // Commands run in the project folder: the rendezvous files go there.
+    let p = Proj::with_pipeline(pipeline);
+    let b = p.build(&["-j", "2"]);
+    assert_eq!(with_status(&b, "built"), ["a", "b"]);
+}
+
+#[test]
+fn gpu_nodes_take_the_single_gpu_slot() {
+    let node = |name: &str| {
+        format!(
+            "[nodes.{name}]\nkind = \"command\"\ngpu = true\noutputs = [\"o\"]\n\
+             run = \"ls gpu.* 2>/dev/null && exit 9; touch gpu.{name}; sleep 0.4; ls gpu.* | grep -v gpu.{name} && exit 8; rm gpu.{name}; echo {name} > $PAI_OUT/o\"\n"
+        )
+    };
+    let p = Proj::with_pipeline(&format!("{}{}{}", node("g1"), node("g2"), node("g3")));
+    let b = p.build(&["-j", "3"]);
+    assert_eq!(with_status(&b, "built"), ["g1", "g2", "g3"]);
+}
+
+#[test]
+fn gc_dry_run_deletes_nothing_and_gc_deletes_only_unreachable() {
+    let p = Proj::new();
+    p.build(&[]);
+    let doc = p.read("corpus/doc0.md");
+    p.write("corpus/doc0.md", &format!("{doc}changed\n"));
+    p.build(&[]);
+    let before = objects(p.dir());
+
+    let (dry, code) = p.json(&["gc", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(dry["dry_run"], true);
+    let would = dry["deleted_objects"].as_u64().unwrap();
+    assert!(
+        would >= 4,
+        "the old tokenizer, tokens and packed outputs are unreachable: {dry}"
+    );
+    assert!(dry["freed_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(objects(p.dir()), before, "--dry-run deleted something");
+
+    let (done, code) = p.json(&["gc"]);
+    assert_eq!(code, 0);
+    assert_eq!(done["deleted_objects"].as_u64().unwrap(), would);
+    assert_eq!(done["freed_bytes"], dry["freed_bytes"]);
+    assert_eq!(objects(p.dir()).len(), before.len() - would as usize);
+    // Everything current survived: a build runs nothing, verify is clean.
+    assert!(p.build(&[]).values().all(|s| s == "fresh"));
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+    // The old build is gone: reverting must rebuild, not restore.
+    p.write("corpus/doc0.md", &doc);
+    assert_eq!(p.build(&[])["tokenizer"], "built");
+}
+
+#[test]
+fn gc_keep_keeps_older_builds_to_restore() {
+    let p = Proj::new();
+    p.build(&[]);
+    let doc = p.read("corpus/doc0.md");
+    p.write("corpus/doc0.md", &format!("{doc}changed\n"));
+    p.build(&[]);
+    let (r, _) = p.json(&["gc", "--keep", "1"]);
+    assert_eq!(r["deleted_objects"], 0, "{r}");
+    p.write("corpus/doc0.md", &doc);
+    assert_eq!(p.build(&[])["tokenizer"], "restored");
+}
+
+#[test]
+fn gc_temporaries_drops_temporary_outputs_but_keeps_the_build_fresh() {
+    let pipeline = r#"
+[nodes.trainer]
+kind = "command"
+run = "echo weights > $PAI_OUT/model.bin; mkdir -p $PAI_OUT/checkpoints; echo c1 > $PAI_OUT/checkpoints/step-1.bin; echo c2 > $PAI_OUT/checkpoints/step-2.bin"
+outputs = ["model.bin", "checkpoints/*"]
+temporary = ["checkpoints/*"]
+[nodes.user]
+kind = "command"
+inputs = ["trainer"]
+run = "cp $PAI_IN_TRAINER/model.bin $PAI_OUT/copy.bin"
+outputs = ["copy.bin"]
+"#;
+    let p = Proj::with_pipeline(pipeline);
+    p.build(&[]);
+    assert!(p.path("cache/out/trainer/checkpoints/step-2.bin").exists());
+    let (du, _) = p.json(&["du"]);
+    assert_eq!(du["temporary_bytes"], 6, "{du}");
+    let (plain, _) = p.json(&["gc"]);
+    assert_eq!(
+        plain["deleted_objects"], 0,
+        "plain gc keeps temporaries of current builds: {plain}"
+    );
+    let (r, _) = p.json(&["gc", "--temporaries"]);
+    assert_eq!(r["deleted_objects"], 2, "{r}");
+    assert!(!p.path("cache/out/trainer/checkpoints/step-2.bin").exists());
+    assert!(p.path("cache/out/trainer/model.bin").exists());
+    let b = p.build(&[]);
+    assert!(b.values().all(|s| s == "fresh"), "{b:?}");
+    let (du, _) = p.json(&["du"]);
+    let outs = du["nodes"][0]["outputs"].as_array().unwrap();
+    assert!(
+        outs.iter()
+            .any(|o| o["name"] == "checkpoints/step-1.bin" && o["retention"] == "temporary")
+    );
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn json_documents_have_the_promised_fields() {
+    let p = Proj::new();
+    let (b, _) = p.json(&["build"]);
+    let n = &b["nodes"][0];
+    assert!(
+        n["name"].is_string()
+            && n["status"].is_string()
+            && n["seconds"].is_number()
+            && n["key"].is_string(),
+        "{n}"
+    );
+    let (s, _) = p.json(&["status"]);
+    let n = &s["nodes"][0];
+    assert!(
+        n["name"].is_string() && n["stale"].is_boolean() && n["reasons"].is_array(),
+        "{n}"
+    );
+    let (g, _) = p.json(&["gc", "--dry-run"]);
+    assert!(
+        g["dry_run"].is_boolean()
+            && g["deleted_objects"].is_number()
+            && g["freed_bytes"].is_number(),
+        "{g}"
+    );
+    let (d, _) = p.json(&["du"]);
+    assert!(
+        d["cache_bytes"].as_u64().unwrap() > 0 && d["reclaimable_bytes"].is_number(),
+        "{d}"
+    );
+    let tok = d["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "tokenizer")
+        .unwrap();
+    let o = &tok["outputs"][0];
+    assert_eq!(o["name"], "tokenizer.json");
+    assert_eq!(o["retention"], "keep");
+    assert!(o["bytes"].as_u64().unwrap() > 1000);
+}
+
+#[test]
+fn dry_run_builds_nothing() {
+    let p = Proj::new();
+    let (v, code) = p.json(&["build", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["action"] != "fresh")
+    );
+    assert!(objects(p.dir()).is_empty());
+    assert!(!p.path("cache/refs").exists());
+}
+
+#[test]
+fn the_stat_cache_spares_reading_unchanged_files() {
+    let p = Proj::new();
+    // Let the files' mtimes fall behind the racily-clean window.
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    p.build(&[]);
+    let (s, _) = p.json(&["status"]);
+    let corpus = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "corpus")
+        .unwrap()
+        .clone();
+    assert_eq!(corpus["hashed_files"], 0, "{corpus}");
+}
+
+#[test]
+fn an_edit_in_the_same_instant_as_the_build_is_seen() {
+    use std::fs::File;
+    let p = Proj::new();
+    p.build(&[]);
+    // Same size, same mtime: only the content differs.
+    let path = p.path("corpus/doc3.md");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut doc = p.read("corpus/doc3.md").into_bytes();
+    doc[0] = if doc[0] == b'X' { b'Y' } else { b'X' };
+    std::fs::write(&path, &doc).unwrap();
+    File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let b = p.build(&[]);
+    assert_eq!(b["tokenizer"], "built", "{b:?}");
+}
+
+#[test]
+fn the_tokenizer_is_deterministic_across_stores() {
+    let a = Proj::new();
+    let b = Proj::new();
+    a.build(&["packed"]);
+    b.build(&["packed"]);
+    for f in [
+        "tokenizer/tokenizer.json",
+        "tokens/tokens.bin",
+        "packed/train.bin",
+        "packed/val.bin",
+    ] {
+        let x = std::fs::read(a.path(&format!("cache/out/{f}"))).unwrap();
+        let y = std::fs::read(b.path(&format!("cache/out/{f}"))).unwrap();
+        assert!(x == y, "{f} differs between two builds of the same corpus");
+    }
+    let tok: serde_json::Value =
+        serde_json::from_str(&a.read("cache/out/tokenizer/tokenizer.json")).unwrap();
+    assert_eq!(tok["added_tokens"][0]["content"], "<|endoftext|>");
+    assert_eq!(tok["added_tokens"][0]["id"], 0);
+    assert_eq!(tok["pre_tokenizer"]["add_prefix_space"], false);
+}
+
+#[test]
+fn other_pipeline_files_keep_their_own_refs() {
+    let p = Proj::new();
+    p.build(&[]);
+    p.write(
+        "pipelines/small.toml",
+        &PIPELINE.replace("context = 8", "context = 5"),
+    );
+    let b = p.build(&["-f", "pipelines/small.toml"]);
+    assert_eq!(b["packed"], "built");
+    assert_eq!(
+        b["tokenizer"], "restored",
+        "shared objects and records: {b:?}"
+    );
+    // The main pipeline's builds are untouched and both survive gc.
+    p.json(&["gc"]);
+    assert!(p.build(&[]).values().all(|s| s == "fresh"));
+    assert!(
+        p.build(&["-f", "pipelines/small.toml"])
+            .values()
+            .all(|s| s == "fresh")
+    );
+    let out = p.run(&["-f", "pipelines/small.toml", "path", "packed"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("views/pipelines-small/out/packed"));
+}
+
+#[test]
+fn graph_renders_dot_and_mermaid() {
+    let p = Proj::new();
+    let dot = String::from_utf8(p.run(&["graph"]).stdout).unwrap();
+    assert!(dot.contains("\"tokenizer\" -> \"tokens\""), "{dot}");
+    let mm = String::from_utf8(p.run(&["graph", "--format", "mermaid"]).stdout).unwrap();
+    assert!(
+        mm.starts_with("flowchart LR") && mm.contains("stamp --> after"),
+        "{mm}"
+    );
+}

@@ -1,0 +1,268 @@
+//! Bad input gets a clear error that names the problem and the fix, the
+//! right exit code, and loses nothing.
+
+mod common;
+
+use common::*;
+
+fn fails_with(p: &Proj, args: &[&str], code: i32, needles: &[&str]) -> String {
+    let out = p.run(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "pai {args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "pai {args:?}: expected {n:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn malformed_toml_names_file_line_and_column() {
+    let p = Proj::with_pipeline("[nodes.corpus\nkind = \"source\"\n");
+    fails_with(&p, &["build"], 2, &["Pipeline.toml:1:", "invalid TOML"]);
+}
+
+#[test]
+fn a_typo_in_a_key_is_an_error_with_a_suggestion() {
+    let p = Proj::with_pipeline(&PIPELINE.replace("vocab_size = 300", "vocab_sise = 300"));
+    let line = PIPELINE
+        .lines()
+        .position(|l| l.starts_with("vocab_size"))
+        .unwrap()
+        + 1;
+    fails_with(
+        &p,
+        &["status"],
+        2,
+        &[
+            &format!("Pipeline.toml:{line}:1: unknown key `vocab_sise`"),
+            "did you mean `vocab_size`?",
+        ],
+    );
+}
+
+#[test]
+fn unknown_kind_missing_input_and_bad_types() {
+    let p = Proj::with_pipeline(&PIPELINE.replace("kind = \"tokenize\"", "kind = \"tokenise\""));
+    fails_with(
+        &p,
+        &["build"],
+        2,
+        &["unknown node kind `tokenise`", "did you mean `tokenize`?"],
+    );
+    let p =
+        Proj::with_pipeline(&PIPELINE.replace("inputs = [\"tokens\"]", "inputs = [\"tokenz\"]"));
+    fails_with(
+        &p,
+        &["build"],
+        2,
+        &[
+            "input `tokenz`, but there is no such node",
+            "did you mean `tokens`?",
+        ],
+    );
+    let p = Proj::with_pipeline(&PIPELINE.replace("context = 8", "context = \"eight\""));
+    fails_with(
+        &p,
+        &["build"],
+        2,
+        &["`context` in node `packed`: expected integer, found a string"],
+    );
+    let p =
+        Proj::with_pipeline(&PIPELINE.replace("inputs = [\"tokens\"]", "inputs = [\"corpus\"]"));
+    fails_with(&p, &["build"], 2, &["cannot take `corpus` (kind source)"]);
+}
+
+#[test]
+fn a_cycle_is_reported_as_its_path() {
+    let p = Proj::with_pipeline(
+        "[nodes.a]\nkind = \"command\"\ninputs = [\"c\"]\nrun = \"true\"\noutputs = [\"x\"]\n\
+         [nodes.b]\nkind = \"command\"\ninputs = [\"a\"]\nrun = \"true\"\noutputs = [\"x\"]\n\
+         [nodes.c]\nkind = \"command\"\ninputs = [\"b\"]\nrun = \"true\"\noutputs = [\"x\"]\n",
+    );
+    let err = fails_with(&p, &["build"], 2, &["the inputs form a cycle"]);
+    assert!(
+        err.contains("a → b → c → a")
+            || err.contains("c → a → b → c")
+            || err.contains("b → c → a → b"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_target_and_missing_pipeline_file() {
+    let p = Proj::new();
+    fails_with(
+        &p,
+        &["build", "tokenzer"],
+        2,
+        &["no node named `tokenzer`", "did you mean `tokenizer`?"],
+    );
+    fails_with(
+        &p,
+        &["-f", "nope.toml", "build"],
+        2,
+        &["nope.toml: no such pipeline file"],
+    );
+}
+
+#[test]
+fn a_missing_or_empty_corpus_folder_is_named() {
+    let p = Proj::new();
+    std::fs::remove_dir_all(p.path("corpus")).unwrap();
+    fails_with(
+        &p,
+        &["build", "packed"],
+        1,
+        &[
+            "source folder",
+            "corpus does not exist",
+            "fix `path = \"corpus\"`",
+        ],
+    );
+    std::fs::create_dir_all(p.path("corpus")).unwrap();
+    p.write("corpus/readme.txt", "not markdown");
+    fails_with(
+        &p,
+        &["build", "packed"],
+        1,
+        &["no file under", "matches include = [\"**/*.md\"]"],
+    );
+}
+
+#[test]
+fn a_corpus_file_that_is_not_utf8_fails_the_tokenizer_and_is_named() {
+    let p = Proj::new();
+    std::fs::write(p.path("corpus/latin1.md"), b"caf\xe9 au lait\n").unwrap();
+    fails_with(
+        &p,
+        &["build", "packed"],
+        1,
+        &["latin1.md is not valid UTF-8", "exclude"],
+    );
+}
+
+#[test]
+fn a_failing_command_keeps_nothing_and_shows_its_stderr() {
+    let p = Proj::with_pipeline(
+        "[nodes.boom]\nkind = \"command\"\nrun = \"echo partial > $PAI_OUT/x; echo 'disk on fire' >&2; exit 3\"\noutputs = [\"x\"]\n",
+    );
+    fails_with(&p, &["build"], 1, &["disk on fire", "exit code 3"]);
+    assert!(objects(p.dir()).is_empty(), "a failed node left objects");
+    assert!(!p.path("cache/refs/boom").exists());
+    assert!(!p.path("cache/out/boom").exists());
+    let tmp: Vec<_> = std::fs::read_dir(p.path("cache/tmp"))
+        .map(|r| r.flatten().collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "tmp not cleaned: {tmp:?}");
+    let records: Vec<_> = std::fs::read_dir(p.path("cache/records"))
+        .map(|r| r.flatten().collect())
+        .unwrap_or_default();
+    assert!(records.is_empty());
+}
+
+#[test]
+fn a_command_that_skips_a_declared_output_or_writes_an_undeclared_one_fails() {
+    let p = Proj::with_pipeline(
+        "[nodes.lazy]\nkind = \"command\"\nrun = \"true\"\noutputs = [\"x\"]\n",
+    );
+    fails_with(
+        &p,
+        &["build"],
+        1,
+        &["did not write its declared output `x`"],
+    );
+    let p = Proj::with_pipeline(
+        "[nodes.messy]\nkind = \"command\"\nrun = \"touch $PAI_OUT/x $PAI_OUT/stray\"\noutputs = [\"x\"]\n",
+    );
+    fails_with(
+        &p,
+        &["build"],
+        1,
+        &["wrote `stray`, which is not a declared output"],
+    );
+}
+
+#[test]
+fn a_failure_skips_dependents_and_earlier_successes_stay_built() {
+    let p = Proj::with_pipeline(&format!(
+        "{PIPELINE}\n[nodes.bad]\nkind = \"command\"\ninputs = [\"packed\"]\nrun = \"exit 1\"\noutputs = [\"z\"]\n\
+         [nodes.later]\nkind = \"command\"\ninputs = [\"bad\"]\nrun = \"true\"\noutputs = [\"z\"]\n"
+    ));
+    let (v, code) = p.json(&["build", "later"]);
+    assert_eq!(code, 1);
+    let s = statuses(&v);
+    assert_eq!(s["bad"], "failed");
+    assert_eq!(s["later"], "skipped");
+    assert_eq!(s["packed"], "built");
+    assert_eq!(p.build(&["packed"])["packed"], "fresh");
+}
+
+#[test]
+fn a_corrupt_object_is_found_by_verify_and_rebuilt_by_a_build_that_needs_it() {
+    let p = Proj::new();
+    p.build(&[]);
+    let good = std::fs::read(p.path("cache/out/tokens/tokens.bin")).unwrap();
+    // Flip one byte of the stored object (the out/ file is a hard link to it).
+    let mut bad = good.clone();
+    bad[5] ^= 0x40;
+    let obj = p.path("cache/out/tokens/tokens.bin");
+    let mut perm = std::fs::metadata(&obj).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&obj, perm).unwrap();
+    std::fs::write(&obj, &bad).unwrap();
+
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["corrupt_objects"].as_array().unwrap().len(), 1, "{v}");
+
+    // `packed` must run (new parameter), reads tokens.bin, finds it corrupt,
+    // and rebuilds `tokens` first.
+    p.write(
+        "Pipeline.toml",
+        &PIPELINE.replace("context = 8", "context = 7"),
+    );
+    let out = p.run(&["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("an output of `tokens` was corrupt"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(p.path("cache/out/tokens/tokens.bin")).unwrap(),
+        good
+    );
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn verify_repair_drops_corrupt_objects_and_the_next_build_restores_them() {
+    let p = Proj::new();
+    p.build(&[]);
+    let obj = p.path("cache/out/tokenizer/tokenizer.json");
+    let good = std::fs::read(&obj).unwrap();
+    std::fs::write(&obj, b"{}").unwrap(); // size changes too
+    let (v, code) = p.json(&["verify", "--repair"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["corrupt_objects"].as_array().unwrap().len(), 1);
+    let b = p.build(&[]);
+    assert_eq!(b["tokenizer"], "built");
+    assert_eq!(std::fs::read(&obj).unwrap(), good);
+    assert_eq!(b["tokens"], "fresh", "same tokenizer bytes: early cutoff");
+}
+
+#[test]
+fn the_model_kinds_say_they_are_not_implemented_yet() {
+    let p = Proj::with_pipeline(&format!(
+        "{PIPELINE}\n[nodes.init]\nkind = \"gpt-init\"\ninputs = [\"tokenizer\"]\n"
+    ));
+    fails_with(
+        &p,
+        &["build", "init"],
+        1,
+        &["kind `gpt-init` is declared", "not implemented"],
+    );
+}
