@@ -100,7 +100,10 @@ fn a_second_build_waits_for_the_first_and_says_so() {
     }
     let second = p.cmd(&["--json", "build"]).output().unwrap();
     let first = first.wait_with_output().unwrap();
-    assert!(first.status.success() && second.status.success(), "{first:?} {second:?}");
+    assert!(
+        first.status.success() && second.status.success(),
+        "{first:?} {second:?}"
+    );
     let err = stderr(&second);
     assert!(err.contains("waiting for another pai process"), "{err}");
     assert!(

@@ -275,21 +275,7 @@ impl Builder<'_> {
         listing: &Listing,
     ) -> Result<Record> {
         let node = &self.project.pipeline.nodes[idx];
-        let rec = Record {
-            key,
-            node: node.name.clone(),
-            kind: parts.kind,
-            kind_version: parts.kind_version,
-            engine: super::ENGINE_VERSION,
-            params: parts.params,
-            inputs: parts.inputs,
-            shaders: parts.shaders,
-            outputs: Vec::new(),
-            content: listing.content.clone(),
-            files: listing.files.clone(),
-            seconds: 0.0,
-            built_at: store::now_secs(),
-        };
+        let rec = super::source_record(&node.name, parts, key, listing);
         self.project.store.write_record(&rec)?;
         self.project.store.write_ref(&node.name, &rec.key)?;
         Ok(rec)

@@ -66,7 +66,12 @@ impl Project {
     /// `dir`: the project folder (`-C`); `file`: the pipeline file (`-f`),
     /// relative to `dir`.
     pub fn open(dir: &Path, file: Option<&Path>) -> Result<Project> {
-        let file = dir.join(file.unwrap_or(Path::new("Pipeline.toml")));
+        let file = file.unwrap_or(Path::new("Pipeline.toml"));
+        let file = if dir == Path::new(".") {
+            file.to_path_buf()
+        } else {
+            dir.join(file)
+        };
         let pipeline = spec::load(&file)?;
         let view = view_name(dir, &file);
         Ok(Project {
@@ -326,6 +331,20 @@ pub fn decide(
         (KeyParts::new(node, ins), None)
     };
     let key = parts.key();
+    if let Some(listing) = listing {
+        // A source's record holds nothing the listing does not: skip parsing
+        // it (it can list thousands of files) when it exists.
+        if !store.record_path(&key).exists() {
+            return Ok((Decision::Build(parts, key), Some(listing)));
+        }
+        let rec = source_record(&node.name, parts, key.clone(), &listing);
+        let d = if store.read_ref(&node.name).as_deref() == Some(key.as_str()) {
+            Decision::Fresh(rec)
+        } else {
+            Decision::Restore(rec)
+        };
+        return Ok((d, Some(listing)));
+    }
     if let Some(rec) = store.record(&key)
         && store.complete(&rec)
     {
@@ -335,6 +354,30 @@ pub fn decide(
         return Ok((Decision::Restore(rec), listing));
     }
     Ok((Decision::Build(parts, key), listing))
+}
+
+/// The record of a source build: its listing is its whole content.
+pub fn source_record(
+    node: &str,
+    parts: KeyParts,
+    key: String,
+    listing: &source::Listing,
+) -> Record {
+    Record {
+        key,
+        node: node.to_string(),
+        kind: parts.kind,
+        kind_version: parts.kind_version,
+        engine: ENGINE_VERSION,
+        params: parts.params,
+        inputs: parts.inputs,
+        shaders: parts.shaders,
+        outputs: Vec::new(),
+        content: listing.content.clone(),
+        files: listing.files.clone(),
+        seconds: 0.0,
+        built_at: crate::store::now_secs(),
+    }
 }
 
 /// One line of `status`.
