@@ -8,6 +8,7 @@
 //! Every kernel has a plain-Rust reference in [`reference`] with the same shapes, and both sit
 //! behind the [`ops::Ops`] trait so model code does not know which one runs.
 
+pub mod bench;
 pub mod doctor;
 pub mod kernels;
 pub mod quant;
@@ -737,5 +738,58 @@ impl Batch<'_> {
         let gpu = self.gpu;
         self.submit()?;
         gpu.wait()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgpu::{AdapterInfo, Backend, DeviceType};
+
+    fn info(name: &str, t: DeviceType, b: Backend) -> AdapterInfo {
+        let mut i = AdapterInfo::new(t, b);
+        i.name = name.to_string();
+        i
+    }
+
+    #[test]
+    fn adapter_choice_prefers_gpus_then_vulkan_and_honours_names() {
+        let list = vec![
+            info("llvmpipe (LLVM 19)", DeviceType::Cpu, Backend::Gl),
+            info("llvmpipe (LLVM 19)", DeviceType::Cpu, Backend::Vulkan),
+            info(
+                "Intel(R) Graphics",
+                DeviceType::IntegratedGpu,
+                Backend::Vulkan,
+            ),
+            info("NVIDIA RTX", DeviceType::DiscreteGpu, Backend::Gl),
+            info("NVIDIA RTX", DeviceType::DiscreteGpu, Backend::Vulkan),
+        ];
+        assert_eq!(choose(&list, None).unwrap(), 4);
+        assert_eq!(choose(&list[..3], None).unwrap(), 2);
+        assert_eq!(
+            choose(&list[..2], None).unwrap(),
+            1,
+            "lavapipe over llvmpipe GL"
+        );
+        assert_eq!(choose(&list, Some("llvmpipe")).unwrap(), 1);
+        assert_eq!(choose(&list, Some("INTEL")).unwrap(), 2);
+        assert_eq!(
+            choose(&list, Some("gl")).unwrap(),
+            3,
+            "a backend name picks that backend"
+        );
+        let e = choose(&list, Some("radeon")).unwrap_err().to_string();
+        assert!(e.contains("radeon") && e.contains("NVIDIA RTX"), "{e}");
+        let e = choose(&[], None).unwrap_err().to_string();
+        assert!(e.contains("mesa-vulkan-drivers"), "{e}");
+    }
+
+    #[test]
+    fn params_pad_to_16_bytes() {
+        assert_eq!(Params::new().bytes().len(), 16);
+        assert_eq!(Params::new().u(1).u(2).u(3).u(4).u(5).bytes().len(), 32);
+        let b = Params::new().f(1.5).bytes();
+        assert_eq!(&b[..4], &1.5f32.to_bits().to_le_bytes());
     }
 }
