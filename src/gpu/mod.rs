@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod doctor;
 pub mod kernels;
+pub mod ops;
 pub mod quant;
 pub mod reference;
 pub mod shaders;
