@@ -73,3 +73,68 @@ fn mm_nt_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         }
     }
 }
+
+// mm_nt_rows8: the variant for CPU adapters (lavapipe/llvmpipe), which run 8 invocations in
+// SIMD lanes: loads whose address is the same in every lane are one scalar load, others are
+// gathers. Each workgroup takes 8 rows of x (the same for all its invocations, so their loads
+// are uniform) and 64 columns (one per invocation); per k-step an invocation gathers one vec4
+// of its W row and does 32 multiply-adds. Requires K % 4 == 0.
+@compute @workgroup_size(64)
+fn mm_nt_rows8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let wid = wg_linear(wg, nwg);
+    let tn = (p.n + 63u) / 64u;
+    let i0 = (wid / tn) * 8u;
+    if (i0 >= p.m) {
+        return;
+    }
+    let j = (wid % tn) * 64u + li;
+    let rb = min(j, p.n - 1u) * p.k4;
+    let last = p.m - 1u;
+    let r0 = min(i0, last) * p.k4;
+    let r1 = min(i0 + 1u, last) * p.k4;
+    let r2 = min(i0 + 2u, last) * p.k4;
+    let r3 = min(i0 + 3u, last) * p.k4;
+    let r4 = min(i0 + 4u, last) * p.k4;
+    let r5 = min(i0 + 5u, last) * p.k4;
+    let r6 = min(i0 + 6u, last) * p.k4;
+    let r7 = min(i0 + 7u, last) * p.k4;
+    var c0 = 0.0;
+    var c1 = 0.0;
+    var c2 = 0.0;
+    var c3 = 0.0;
+    var c4 = 0.0;
+    var c5 = 0.0;
+    var c6 = 0.0;
+    var c7 = 0.0;
+    for (var kk = 0u; kk < p.k4; kk++) {
+        let b = B[rb + kk];
+        c0 += dot(A[r0 + kk], b);
+        c1 += dot(A[r1 + kk], b);
+        c2 += dot(A[r2 + kk], b);
+        c3 += dot(A[r3 + kk], b);
+        c4 += dot(A[r4 + kk], b);
+        c5 += dot(A[r5 + kk], b);
+        c6 += dot(A[r6 + kk], b);
+        c7 += dot(A[r7 + kk], b);
+    }
+    if (j >= p.n) {
+        return;
+    }
+    var rows = array<f32, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
+    for (var r = 0u; r < 8u; r++) {
+        let i = i0 + r;
+        if (i >= p.m) {
+            break;
+        }
+        var v = rows[r];
+        if ((p.flags & 1u) != 0u) {
+            v += bias[j];
+        }
+        let o = i * p.n + j;
+        if ((p.flags & 2u) != 0u) {
+            v = C[o] + v;
+        }
+        C[o] = v;
+    }
+}

@@ -72,6 +72,24 @@ fn matmul_odd_sizes_match_reference() {
 }
 
 #[test]
+fn every_matmul_variant_matches_reference() {
+    for (i, &(m, n, kk)) in [(1, 1, 4), (7, 13, 12), (9, 65, 20), (17, 130, 36)]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(200 + i as u64);
+        let (x, w, bv) = (rng.vec(m * kk, 1.0), rng.vec(n * kk, 1.0), rng.vec(n, 1.0));
+        let (xt, wt, bt) = (up(&x, &[m, kk]), up(&w, &[n, kk]), up(&bv, &[n]));
+        let want = r::matmul_fwd(&f64s(&x), &f64s(&w), Some(&f64s(&bv)), m, n, kk);
+        for v in k::NT_VARIANTS {
+            let y = poisoned(&[m, n]);
+            run(|b| k::matmul_with(b, v, &xt, &wt, Some(&bt), &y, false));
+            assert_close(&format!("{} {m}x{n}x{kk}", v.entry), &read(&y), &want, TOL);
+        }
+    }
+}
+
+#[test]
 fn matmul_training_shape_matches_reference() {
     // [B*T, 3C, C] of the default model with B = 2 (the full B = 8 is benchmarked instead).
     check_matmul(256, 384, 128, true, 7);

@@ -173,7 +173,7 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         matmul.push(MatmulBench {
             shape: [m, n, kk],
             what: what.to_string(),
-            kernel: k::nt_variant(kk).entry.to_string(),
+            kernel: k::nt_variant(gpu, kk).entry.to_string(),
             gflops: gf,
             cpu_gflops: cf,
             ratio: gf / cf,

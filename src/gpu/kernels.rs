@@ -23,6 +23,7 @@ macro_rules! kernel {
 kernel!(MM_GENERIC, "matmul", "mm_generic", [R, R, R, W], 64);
 kernel!(COLSUM, "matmul", "colsum", [R, R, R, W], 64);
 kernel!(MM_NT_VEC4, "matmul_vec4", "mm_nt_vec4", [R, R, R, W], 64);
+kernel!(MM_NT_ROWS8, "matmul_vec4", "mm_nt_rows8", [R, R, R, W], 64);
 kernel!(LN_FWD, "layernorm", "ln_fwd", [R, R, R, R, W, W, W, W], 64);
 kernel!(
     LN_BWD_DX,
@@ -76,6 +77,7 @@ pub const ALL: &[&Kernel] = &[
     &MM_GENERIC,
     &COLSUM,
     &MM_NT_VEC4,
+    &MM_NT_ROWS8,
     &LN_FWD,
     &LN_BWD_DX,
     &LN_BWD_DWDB,
@@ -129,12 +131,26 @@ fn distinct(ts: &[&Tensor], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Which matmul variant a product uses (chosen at run time from shapes and adapter).
-pub fn nt_variant(k: usize) -> &'static Kernel {
-    if k.is_multiple_of(4) {
-        &MM_NT_VEC4
+/// The `y = x·Wᵀ` kernels (any of them is correct for any shape they accept).
+pub const NT_VARIANTS: [&Kernel; 3] = [&MM_GENERIC, &MM_NT_VEC4, &MM_NT_ROWS8];
+
+/// Which matmul variant `y = x·Wᵀ` uses, chosen at run time from the shape and the adapter:
+/// K % 4 != 0 takes the portable strided kernel; otherwise CPU adapters (lavapipe) take the
+/// uniform-row kernel and GPUs the 4×4 register-blocked one. `PAI_MATMUL_KERNEL` (an entry
+/// name) overrides the choice for experiments.
+pub fn nt_variant(gpu: &super::Gpu, k: usize) -> &'static Kernel {
+    if !k.is_multiple_of(4) || k == 0 {
+        return &MM_GENERIC;
+    }
+    if let Ok(name) = std::env::var("PAI_MATMUL_KERNEL")
+        && let Some(v) = NT_VARIANTS.into_iter().find(|v| v.entry == name)
+    {
+        return v;
+    }
+    if gpu.is_cpu() {
+        &MM_NT_ROWS8
     } else {
-        &MM_GENERIC
+        &MM_NT_VEC4
     }
 }
 
@@ -178,22 +194,49 @@ pub fn matmul(
     }
     distinct(&[x, y], "matmul")?;
     distinct(&[w, y], "matmul")?;
+    matmul_with(b, nt_variant(b.gpu, k), x, w, bias, y, acc)
+}
+
+/// [`matmul`] with an explicit kernel variant (one of [`NT_VARIANTS`]; the vec4 ones need
+/// K % 4 == 0).
+pub fn matmul_with(
+    b: &mut Batch,
+    kern: &Kernel,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    acc: bool,
+) -> Result<()> {
+    let (m, k) = x.as_2d();
+    let n = w.shape[0];
+    ensure!(
+        y.len() == m * n && w.len() == n * k,
+        "matmul_with: shapes {:?} {:?} {:?}",
+        x.shape,
+        w.shape,
+        y.shape
+    );
+    ensure!(
+        kern.entry == MM_GENERIC.entry || k.is_multiple_of(4),
+        "{} needs K % 4 == 0, K = {k}",
+        kern.entry
+    );
     if m == 0 || n == 0 {
         return Ok(());
     }
     let flags = bias.is_some() as usize | (acc as usize) << 1;
     let bias_t = bias.unwrap_or(b.gpu.dummy());
-    if k % 4 == 0 && k > 0 {
-        let p = Params::new().u(m).u(n).u(k / 4).u(flags);
-        b.dispatch(
-            &MM_NT_VEC4,
-            &p,
-            &[x, w, bias_t, y],
-            m.div_ceil(4) * n.div_ceil(4),
-        )
-    } else {
-        gemm(b, x, (k, 1), w, (1, k), (m, n, k), bias, y, acc)
+    if kern.entry == MM_GENERIC.entry {
+        return gemm(b, x, (k, 1), w, (1, k), (m, n, k), bias, y, acc);
     }
+    let p = Params::new().u(m).u(n).u(k / 4).u(flags);
+    let groups = if kern.entry == MM_NT_ROWS8.entry {
+        m.div_ceil(8) * n.div_ceil(64) * 64
+    } else {
+        m.div_ceil(4) * n.div_ceil(4)
+    };
+    b.dispatch(kern, &p, &[x, w, bias_t, y], groups)
 }
 
 /// Strided product C[M,N] = A(i,p)·B(p,j) with A(i,p) = a[i*rs + p*cs], B(p,j) = b[p*rs + j*cs]
