@@ -1,0 +1,81 @@
+// Elementwise kernels over n elements (one invocation per element).
+//
+// gelu_fwd:     out = gelu(x), tanh approximation 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3)))
+// gelu_bwd:     out = (acc ? out : 0) + gelu'(x) * y          (y = dout)
+// add:          out = x + y                                    (residual forward)
+// residual_bwd: out = (acc ? out : 0) + x; out2 = (acc ? out2 : 0) + x   (x = dout)
+
+struct Params {
+    n: u32,
+    acc: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+
+const GELU_S: f32 = 0.7978845608028654; // sqrt(2/pi)
+const GELU_A: f32 = 0.044715;
+
+// tanh without overflow: sign(u) (1 - e) / (1 + e), e = exp(-2|u|).
+fn tanh_stable(u: f32) -> f32 {
+    let e = exp(-2.0 * abs(u));
+    return sign(u) * (1.0 - e) / (1.0 + e);
+}
+
+@compute @workgroup_size(64)
+fn gelu_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = wg_linear(wg, nwg) * 64u + li;
+    if (i >= p.n) {
+        return;
+    }
+    let v = x[i];
+    out[i] = 0.5 * v * (1.0 + tanh_stable(GELU_S * (v + GELU_A * v * v * v)));
+}
+
+@compute @workgroup_size(64)
+fn gelu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = wg_linear(wg, nwg) * 64u + li;
+    if (i >= p.n) {
+        return;
+    }
+    let v = x[i];
+    let t = tanh_stable(GELU_S * (v + GELU_A * v * v * v));
+    let local = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_S * (1.0 + 3.0 * GELU_A * v * v);
+    var g = local * y[i];
+    if (p.acc != 0u) {
+        g = out[i] + g;
+    }
+    out[i] = g;
+}
+
+@compute @workgroup_size(64)
+fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) li: u32) {
+    let i = wg_linear(wg, nwg) * 64u + li;
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = x[i] + y[i];
+}
+
+@compute @workgroup_size(64)
+fn residual_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let i = wg_linear(wg, nwg) * 64u + li;
+    if (i >= p.n) {
+        return;
+    }
+    var a = x[i];
+    var b = x[i];
+    if (p.acc != 0u) {
+        a = out[i] + a;
+        b = out2[i] + b;
+    }
+    out[i] = a;
+    out2[i] = b;
+}

@@ -1,0 +1,307 @@
+//! `pai bench kernels`: kernel throughput on the chosen adapter, each beside a CPU baseline
+//! measured in the same run (matmul: the `matrixmultiply` crate on all cores; attention and
+//! quantization: the plain-Rust references).
+
+use super::kernels as k;
+use super::quant::{self, Format};
+use super::reference::{self, AttnShape};
+use super::{Batch, Gpu};
+use anyhow::Result;
+use serde::Serialize;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MatmulBench {
+    /// [m, n, k]: y[m,n] = x[m,k]·w[n,k]ᵀ.
+    pub shape: [usize; 3],
+    /// What the shape is (e.g. "qkv [B·T, 3C, C]").
+    pub what: String,
+    /// The kernel variant the runtime chose.
+    pub kernel: String,
+    pub gflops: f64,
+    pub cpu_gflops: f64,
+    /// gflops / cpu_gflops.
+    pub ratio: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AttentionBench {
+    /// [B, T, C, NH].
+    pub shape: [usize; 4],
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub cpu_forward_ms: f64,
+    pub cpu_backward_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct QuantBench {
+    pub format: String,
+    /// Elements quantized per run.
+    pub elements: usize,
+    /// GB/s of f32 input, data already on the device.
+    pub gbps: f64,
+    /// The plain-Rust reference quantizer, one thread.
+    pub cpu_gbps: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelBench {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub cpu_threads: usize,
+    pub matmul: Vec<MatmulBench>,
+    pub attention: Vec<AttentionBench>,
+    pub quantize: Vec<QuantBench>,
+    pub seconds: f64,
+}
+
+/// Deterministic pseudo-random data in [-1, 1).
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Seconds per repetition of `f` on the GPU: one warm-up batch, then batches of doubling size
+/// until one takes at least `budget`.
+fn time_gpu(
+    gpu: &Gpu,
+    budget: Duration,
+    mut f: impl FnMut(&mut Batch) -> Result<()>,
+) -> Result<f64> {
+    let mut b = gpu.batch();
+    f(&mut b)?;
+    b.run()?;
+    let mut reps = 1;
+    loop {
+        let t = Instant::now();
+        let mut b = gpu.batch();
+        for _ in 0..reps {
+            f(&mut b)?;
+        }
+        b.run()?;
+        let el = t.elapsed();
+        if el >= budget || reps >= 256 {
+            return Ok(el.as_secs_f64() / reps as f64);
+        }
+        reps *= 2;
+    }
+}
+
+/// Seconds per repetition of a CPU closure (same doubling scheme).
+fn time_cpu(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut reps = 1;
+    loop {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        let el = t.elapsed();
+        if el >= budget || reps >= 256 {
+            return el.as_secs_f64() / reps as f64;
+        }
+        reps *= 2;
+    }
+}
+
+fn cpu_sgemm_nt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, n: usize, kk: usize) {
+    // SAFETY: the slices hold m*k, n*k and m*n elements, as the strides describe.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            kk,
+            n,
+            1.0,
+            x.as_ptr(),
+            kk as isize,
+            1,
+            w.as_ptr(),
+            1,
+            kk as isize,
+            0.0,
+            y.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// Runs the kernel benchmark on the adapter `Gpu::new(adapter_pref)` picks (~1 minute on
+/// lavapipe).
+pub fn kernels(adapter_pref: Option<&str>) -> Result<KernelBench> {
+    let gpu = Gpu::new(adapter_pref)?;
+    run(&gpu)
+}
+
+/// The benchmark on an already opened device.
+pub fn run(gpu: &Gpu) -> Result<KernelBench> {
+    let start = Instant::now();
+    let budget = Duration::from_millis(if gpu.is_cpu() { 300 } else { 200 });
+    let (bt, c, v) = (8 * 128, 128, 2048);
+    let shapes: [([usize; 3], &str); 5] = [
+        ([1024, 1024, 1024], "square 1024³"),
+        ([bt, 3 * c, c], "qkv [B·T, 3C, C]"),
+        ([bt, 4 * c, c], "fc [B·T, 4C, C]"),
+        ([bt, c, 4 * c], "fc proj [B·T, C, 4C]"),
+        ([bt, v, c], "logits [B·T, V, C]"),
+    ];
+    let mut matmul = Vec::new();
+    for (i, ([m, n, kk], what)) in shapes.iter().enumerate() {
+        let (m, n, kk) = (*m, *n, *kk);
+        let x = data(m * kk, 1 + i as u64);
+        let w = data(n * kk, 100 + i as u64);
+        let xt = gpu.upload(&x, &[m, kk])?;
+        let wt = gpu.upload(&w, &[n, kk])?;
+        let yt = gpu.zeros(&[m, n])?;
+        let flop = 2.0 * (m * n * kk) as f64;
+        let s = time_gpu(gpu, budget, |b| k::matmul(b, &xt, &wt, None, &yt, false))?;
+        let mut y = vec![0.0f32; m * n];
+        let cs = time_cpu(budget, || cpu_sgemm_nt(&x, &w, &mut y, m, n, kk));
+        let (gf, cf) = (flop / s / 1e9, flop / cs / 1e9);
+        matmul.push(MatmulBench {
+            shape: [m, n, kk],
+            what: what.to_string(),
+            kernel: k::nt_variant(gpu, kk).entry.to_string(),
+            gflops: gf,
+            cpu_gflops: cf,
+            ratio: gf / cf,
+        });
+    }
+
+    let s = AttnShape {
+        b: 8,
+        t: 128,
+        c: 128,
+        nh: 4,
+    };
+    let qkv = data(s.b * s.t * 3 * s.c, 7);
+    let dout = data(s.b * s.t * s.c, 8);
+    let qt = gpu.upload(&qkv, &[s.b, s.t, 3 * s.c])?;
+    let dt = gpu.upload(&dout, &[s.b, s.t, s.c])?;
+    let out = gpu.zeros(&[s.b, s.t, s.c])?;
+    let p = gpu.zeros(&[s.b, s.nh, s.t, s.t])?;
+    let ds = gpu.zeros(&[s.b, s.nh, s.t, s.t])?;
+    let dq = gpu.zeros(&[s.b, s.t, 3 * s.c])?;
+    let fwd = time_gpu(gpu, budget, |b| k::attention(b, s, &qt, &out, &p))?;
+    let bwd = time_gpu(gpu, budget, |b| {
+        k::attention_bwd(b, s, &dt, &qt, &p, &ds, &dq)
+    })?;
+    let (q64, d64) = (reference::to_f64(&qkv), reference::to_f64(&dout));
+    let mut rp = Vec::new();
+    let cf = time_cpu(budget, || rp = reference::attention_fwd(&q64, s).1);
+    let cb = time_cpu(budget, || {
+        std::hint::black_box(reference::attention_bwd(&d64, &q64, &rp, s));
+    });
+    let attention = vec![AttentionBench {
+        shape: [s.b, s.t, s.c, s.nh],
+        forward_ms: fwd * 1e3,
+        backward_ms: bwd * 1e3,
+        cpu_forward_ms: cf * 1e3,
+        cpu_backward_ms: cb * 1e3,
+    }];
+
+    let n = 1 << 22;
+    let x = data(n, 9);
+    let xt = gpu.upload(&x, &[n])?;
+    let mut quantize = Vec::new();
+    for f in [Format::Q8_0, Format::Q4_0] {
+        let kern = match f {
+            Format::Q8_0 => &quant::Q8_0_QUANTIZE,
+            Format::Q4_0 => &quant::Q4_0_QUANTIZE,
+        };
+        let nb = n / quant::QK;
+        let out = gpu.zeros_u8(nb * f.block_bytes())?;
+        let flag = gpu.upload_u32(&[u32::MAX], &[1])?;
+        let s = time_gpu(gpu, budget, |b| {
+            b.dispatch(
+                kern,
+                &super::Params::new().u(nb),
+                &[&xt, &out, &flag],
+                nb.div_ceil(2),
+            )
+        })?;
+        let cs = time_cpu(budget, || {
+            std::hint::black_box(quant::quantize_ref(f, "bench", &x).unwrap());
+        });
+        let bytes = (n * 4) as f64;
+        quantize.push(QuantBench {
+            format: f.name().to_string(),
+            elements: n,
+            gbps: bytes / s / 1e9,
+            cpu_gbps: bytes / cs / 1e9,
+        });
+    }
+    Ok(KernelBench {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        device_type: format!("{:?}", gpu.info.device_type),
+        cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        matmul,
+        attention,
+        quantize,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+impl fmt::Display for KernelBench {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "adapter: {} ({}, {})",
+            self.adapter, self.backend, self.device_type
+        )?;
+        writeln!(
+            f,
+            "matmul y = x·Wᵀ [m, n, k]     GPU GFLOP/s   CPU GFLOP/s (matrixmultiply, {} threads)   GPU/CPU",
+            self.cpu_threads
+        )?;
+        for m in &self.matmul {
+            writeln!(
+                f,
+                "  {:<24} {:>5}x{:<5}x{:<5} {:>9.2} {:>12.2} {:>10.3}   ({})",
+                m.what,
+                m.shape[0],
+                m.shape[1],
+                m.shape[2],
+                m.gflops,
+                m.cpu_gflops,
+                m.ratio,
+                m.kernel
+            )?;
+        }
+        for a in &self.attention {
+            writeln!(
+                f,
+                "attention B={} T={} C={} NH={}: forward {:.2} ms (CPU reference {:.2} ms), backward {:.2} ms (CPU reference {:.2} ms)",
+                a.shape[0],
+                a.shape[1],
+                a.shape[2],
+                a.shape[3],
+                a.forward_ms,
+                a.cpu_forward_ms,
+                a.backward_ms,
+                a.cpu_backward_ms
+            )?;
+        }
+        for q in &self.quantize {
+            writeln!(
+                f,
+                "quantize {}: {:.3} GB/s of f32 input (CPU reference {:.3} GB/s, 1 thread), {} elements",
+                q.format, q.gbps, q.cpu_gbps, q.elements
+            )?;
+        }
+        write!(f, "({:.1} s)", self.seconds)
+    }
+}

@@ -1,0 +1,329 @@
+//! Q8_0 and Q4_0 quantization (GGML block layouts), on the GPU and as a plain-Rust port of
+//! ggml's reference quantizers (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`).
+//!
+//! Q8_0 block (34 bytes): f16 d, i8 q[32]; x ≈ q·d. Q4_0 block (18 bytes): f16 d, u8 qs[16]
+//! with q[j] in the low nibble of byte j and q[j+16] in the high nibble; x ≈ (q−8)·d.
+//! NaN or Inf in the input is an error naming the tensor and block, never a silent block.
+
+use super::{Access, Gpu, Kernel, Params, Tensor};
+use anyhow::{Result, bail, ensure};
+use serde::Serialize;
+
+/// Elements per block (both formats).
+pub const QK: usize = 32;
+
+/// A GGML block format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Q8_0,
+    Q4_0,
+}
+
+impl Format {
+    /// Bytes per block of 32 values.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Format::Q8_0 => 34,
+            Format::Q4_0 => 18,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Q8_0 => "q8_0",
+            Format::Q4_0 => "q4_0",
+        }
+    }
+    /// GGML tensor type id (GGUF).
+    pub fn ggml_type(self) -> u32 {
+        match self {
+            Format::Q8_0 => 8,
+            Format::Q4_0 => 2,
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "q8_0" => Ok(Format::Q8_0),
+            "q4_0" => Ok(Format::Q4_0),
+            _ => bail!("unknown quantization format {s:?} (expected q8_0 or q4_0)"),
+        }
+    }
+}
+
+const R: Access = Access::Read;
+const W: Access = Access::ReadWrite;
+pub const Q8_0_QUANTIZE: Kernel = Kernel {
+    family: "quant",
+    entry: "q8_0_quantize",
+    bindings: &[R, W, W],
+    workgroup: 64,
+};
+pub const Q4_0_QUANTIZE: Kernel = Kernel {
+    family: "quant",
+    entry: "q4_0_quantize",
+    bindings: &[R, W, W],
+    workgroup: 64,
+};
+pub const Q8_0_DEQUANTIZE: Kernel = Kernel {
+    family: "quant",
+    entry: "q8_0_dequantize",
+    bindings: &[R, W, W],
+    workgroup: 64,
+};
+pub const Q4_0_DEQUANTIZE: Kernel = Kernel {
+    family: "quant",
+    entry: "q4_0_dequantize",
+    bindings: &[R, W, W],
+    workgroup: 64,
+};
+
+/// f32 → f16 bits, round to nearest even (as F16C `_cvtss_sh(x, 0)` / GGML_FP32_TO_FP16).
+pub fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let a = b & 0x7fff_ffff;
+    if a > 0x7f80_0000 {
+        return sign | 0x7e00; // NaN
+    }
+    let e = (a >> 23) as i32;
+    if e - 112 >= 31 {
+        return sign | 0x7c00;
+    }
+    if e - 112 >= 1 {
+        let mant = a & 0x7f_ffff;
+        let mut h = (((e - 112) as u32) << 10) | (mant >> 13);
+        let rem = mant & 0x1fff;
+        if rem > 0x1000 || (rem == 0x1000 && h & 1 == 1) {
+            h += 1;
+        }
+        return sign | h as u16;
+    }
+    if e == 0 {
+        return sign;
+    }
+    let m = (a & 0x7f_ffff) | 0x80_0000;
+    let shift = (126 - e) as u32;
+    if shift >= 25 {
+        return sign;
+    }
+    let mut keep = m >> shift;
+    let rem = m & ((1 << shift) - 1);
+    let half = 1 << (shift - 1);
+    if rem > half || (rem == half && keep & 1 == 1) {
+        keep += 1;
+    }
+    sign | keep as u16
+}
+
+/// f16 bits → f32 (exact).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let h = h as u32;
+    let sign = (h & 0x8000) << 16;
+    let e = (h >> 10) & 0x1f;
+    let m = h & 0x3ff;
+    let bits = if e == 0 {
+        if m == 0 {
+            sign
+        } else {
+            let s = m.leading_zeros() - 21; // shift that puts the leading 1 at bit 10
+            let mm = (m << s) & 0x3ff;
+            sign | ((113 - s) << 23) | (mm << 13)
+        }
+    } else if e == 31 {
+        sign | 0x7f80_0000 | (m << 13)
+    } else {
+        sign | ((e + 112) << 23) | (m << 13)
+    };
+    f32::from_bits(bits)
+}
+
+/// C's float→int8 conversion as ggml's reference code gets it on x86-64 (cvttss2si, low byte):
+/// in range it truncates toward zero; ±Inf and NaN give 0 (0x80000000's low byte).
+fn c_float_to_i8(v: f32) -> i8 {
+    if !v.is_finite() || v.abs() >= 2147483648.0 {
+        0
+    } else {
+        (v.trunc() as i32) as i8
+    }
+}
+
+fn check_finite(name: &str, x: &[f32]) -> Result<()> {
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "tensor {name:?}: element {i} (block {}, offset {}) is {}; cannot quantize non-finite weights",
+            i / QK,
+            i % QK,
+            x[i]
+        );
+    }
+    Ok(())
+}
+
+fn check_len(name: &str, x: &[f32]) -> Result<()> {
+    ensure!(
+        x.len().is_multiple_of(QK),
+        "tensor {name:?}: {} elements is not a multiple of the block size {QK}",
+        x.len()
+    );
+    Ok(())
+}
+
+/// Plain-Rust port of ggml's `quantize_row_q8_0_ref`.
+pub fn quantize_q8_0_ref(name: &str, x: &[f32]) -> Result<Vec<u8>> {
+    check_len(name, x)?;
+    check_finite(name, x)?;
+    let mut out = Vec::with_capacity(x.len() / QK * 34);
+    for blk in x.chunks_exact(QK) {
+        let mut amax = 0.0f32;
+        for &v in blk {
+            amax = amax.max(v.abs());
+        }
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
+        for &v in blk {
+            let x0 = v * id;
+            out.push(c_float_to_i8(x0.round()) as u8);
+        }
+    }
+    Ok(out)
+}
+
+/// Plain-Rust port of ggml's `quantize_row_q4_0_ref`.
+pub fn quantize_q4_0_ref(name: &str, x: &[f32]) -> Result<Vec<u8>> {
+    check_len(name, x)?;
+    check_finite(name, x)?;
+    let mut out = Vec::with_capacity(x.len() / QK * 18);
+    for blk in x.chunks_exact(QK) {
+        let mut amax = 0.0f32;
+        let mut max = 0.0f32;
+        for &v in blk {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
+        for j in 0..QK / 2 {
+            let x0 = blk[j] * id;
+            let x1 = blk[QK / 2 + j] * id;
+            let xi0 = c_float_to_i8(x0 + 8.5).min(15) as u8;
+            let xi1 = c_float_to_i8(x1 + 8.5).min(15) as u8;
+            out.push(xi0 | (xi1 << 4));
+        }
+    }
+    Ok(out)
+}
+
+/// Reference quantizer for either format.
+pub fn quantize_ref(format: Format, name: &str, x: &[f32]) -> Result<Vec<u8>> {
+    match format {
+        Format::Q8_0 => quantize_q8_0_ref(name, x),
+        Format::Q4_0 => quantize_q4_0_ref(name, x),
+    }
+}
+
+/// Plain-Rust dequantization (ggml's `dequantize_row_q8_0` / `dequantize_row_q4_0`).
+pub fn dequantize_ref(format: Format, bytes: &[u8]) -> Result<Vec<f32>> {
+    let bb = format.block_bytes();
+    ensure!(
+        bytes.len().is_multiple_of(bb),
+        "{} data of {} bytes is not whole blocks of {bb}",
+        format.name(),
+        bytes.len()
+    );
+    let mut out = Vec::with_capacity(bytes.len() / bb * QK);
+    for blk in bytes.chunks_exact(bb) {
+        let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+        match format {
+            Format::Q8_0 => out.extend(blk[2..].iter().map(|&q| q as i8 as f32 * d)),
+            Format::Q4_0 => {
+                let lo: Vec<f32> = blk[2..]
+                    .iter()
+                    .map(|&b| ((b & 15) as i32 - 8) as f32 * d)
+                    .collect();
+                let hi: Vec<f32> = blk[2..]
+                    .iter()
+                    .map(|&b| ((b >> 4) as i32 - 8) as f32 * d)
+                    .collect();
+                out.extend(lo);
+                out.extend(hi);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Quantizes a device tensor (f32, length a multiple of 32) into a byte tensor of
+/// `blocks × block_bytes` bytes. Non-finite input is an error naming `name` and the first bad
+/// block.
+pub fn quantize_tensor(gpu: &Gpu, format: Format, name: &str, x: &Tensor) -> Result<Tensor> {
+    ensure!(
+        x.dtype == super::DType::F32,
+        "tensor {name:?}: quantize needs f32 input"
+    );
+    let n = x.len();
+    ensure!(
+        n.is_multiple_of(QK),
+        "tensor {name:?}: {n} elements is not a multiple of the block size {QK}"
+    );
+    let nb = n / QK;
+    let out = gpu.zeros_u8(nb * format.block_bytes())?;
+    let flag = gpu.upload_u32(&[u32::MAX], &[1])?;
+    let k = match format {
+        Format::Q8_0 => &Q8_0_QUANTIZE,
+        Format::Q4_0 => &Q4_0_QUANTIZE,
+    };
+    let mut b = gpu.batch();
+    b.dispatch(k, &Params::new().u(nb), &[x, &out, &flag], nb.div_ceil(2))?;
+    b.submit()?;
+    let f = gpu.read_u32(&flag)?[0];
+    if f != u32::MAX {
+        bail!(
+            "tensor {name:?}: block {f} (elements {}..{}) holds NaN or Inf; cannot quantize non-finite weights",
+            f as usize * QK,
+            (f as usize + 1) * QK
+        );
+    }
+    Ok(out)
+}
+
+/// Quantizes host data on the GPU and returns the GGML block bytes.
+pub fn quantize(gpu: &Gpu, format: Format, name: &str, x: &[f32]) -> Result<Vec<u8>> {
+    check_len(name, x)?;
+    check_finite(name, x)?;
+    let t = gpu.upload(x, &[x.len()])?;
+    let q = quantize_tensor(gpu, format, name, &t)?;
+    gpu.read_bytes(&q)
+}
+
+/// Dequantizes a byte tensor of whole blocks into a new f32 tensor.
+pub fn dequantize_tensor(gpu: &Gpu, format: Format, q: &Tensor) -> Result<Tensor> {
+    let bb = format.block_bytes();
+    ensure!(
+        q.len().is_multiple_of(bb),
+        "{} data of {} bytes is not whole blocks of {bb}",
+        format.name(),
+        q.len()
+    );
+    let nb = q.len() / bb;
+    let out = gpu.zeros(&[nb * QK])?;
+    let k = match format {
+        Format::Q8_0 => &Q8_0_DEQUANTIZE,
+        Format::Q4_0 => &Q4_0_DEQUANTIZE,
+    };
+    let d = gpu.zeros_u32(&[1])?;
+    let mut b = gpu.batch();
+    b.dispatch(k, &Params::new().u(nb), &[q, &out, &d], nb)?;
+    b.submit()?;
+    Ok(out)
+}
+
+/// Dequantizes host bytes on the GPU.
+pub fn dequantize(gpu: &Gpu, format: Format, bytes: &[u8]) -> Result<Vec<f32>> {
+    let q = gpu.upload_u8(bytes)?;
+    let t = dequantize_tensor(gpu, format, &q)?;
+    gpu.read(&t)
+}
