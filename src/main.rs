@@ -38,6 +38,10 @@ struct Cli {
     /// Print more.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// GPU adapter to use: a substring of its name, or a backend (vulkan, gl)
+    /// [default: $PAI_ADAPTER, else the best GPU, else a CPU adapter].
+    #[arg(long, value_name = "NAME", global = true)]
+    adapter: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +89,8 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// The GPU adapters found, the one pai uses, and how to get one if none.
+    Doctor,
     /// Every node kind with its parameters, inputs and outputs.
     Kinds {
         /// Print the Markdown reference the README embeds.
@@ -115,11 +121,18 @@ enum GraphFormat {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BenchWhat {
+    /// No-op builds and source hashing.
     Engine,
+    /// WGSL kernels against CPU baselines.
+    Kernels,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(a) = &cli.adapter {
+        // SAFETY: set before any thread starts; GPU nodes read PAI_ADAPTER.
+        unsafe { std::env::set_var("PAI_ADAPTER", a) };
+    }
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -488,6 +501,31 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Doctor => {
+            let r = pai::gpu::doctor::report(cli.adapter.as_deref());
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                print!("{r}");
+            }
+            Ok(if r.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Bench {
+            what: BenchWhat::Kernels,
+            ..
+        } => {
+            let r = pai::gpu::bench::kernels(cli.adapter.as_deref())?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
             what: BenchWhat::Engine,

@@ -57,3 +57,22 @@ fn readme_kind_reference_matches_the_declarations() {
         "README's kind reference is out of date: replace it with the output of `pai kinds --markdown`"
     );
 }
+
+#[test]
+fn gpu_kinds_key_on_their_shader_sources() {
+    use pai::engine::KeyParts;
+    let p = pai::spec::load(&root().join("Pipeline.toml")).unwrap();
+    let train = &p.nodes[p.get("train").unwrap()];
+    let names: Vec<&str> = train.step.shaders().iter().map(|(n, _)| *n).collect();
+    assert!(
+        names.contains(&"matmul") && names.contains(&"optim"),
+        "{names:?}"
+    );
+    let quant = &p.nodes[p.get("final-4bit").unwrap()];
+    assert!(quant.step.shaders().iter().any(|(n, _)| *n == "quant"));
+    // A shader edit changes the key.
+    let parts = KeyParts::new(train, Vec::new());
+    let mut edited = parts.clone();
+    edited.shaders[1].hash = blake3::hash(b"edited kernel").to_hex().to_string();
+    assert_ne!(parts.key(), edited.key());
+}

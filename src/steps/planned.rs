@@ -15,6 +15,8 @@ pub struct Planned {
     inputs: Inputs,
     outputs: &'static [(&'static str, Retention)],
     gpu: bool,
+    /// Shader families it will dispatch: their text is in its key already.
+    shaders: &'static [&'static str],
 }
 
 impl Step for Planned {
@@ -44,6 +46,9 @@ impl Step for Planned {
                 doc: "",
             })
             .collect())
+    }
+    fn shaders(&self) -> Vec<(&'static str, &'static str)> {
+        crate::gpu::shaders::sources(self.shaders)
     }
     fn uses_gpu(&self, _params: &Params) -> bool {
         self.gpu
@@ -107,6 +112,7 @@ pub static GPT_INIT: Planned = Planned {
         ("config.json", Retention::Keep),
     ],
     gpu: false,
+    shaders: &[],
 };
 
 pub static TRAIN: Planned = Planned {
@@ -178,6 +184,7 @@ pub static TRAIN: Planned = Planned {
         ("loss.svg", Retention::Keep),
     ],
     gpu: true,
+    shaders: crate::gpu::shaders::TRAIN,
 };
 
 pub static EXPORT: Planned = Planned {
@@ -202,6 +209,7 @@ pub static EXPORT: Planned = Planned {
         ("tokenizer.json", Retention::Keep),
     ],
     gpu: false,
+    shaders: &[],
 };
 
 pub static QUANTIZE: Planned = Planned {
@@ -227,6 +235,7 @@ pub static QUANTIZE: Planned = Planned {
     ]),
     outputs: &[("model.gguf", Retention::Keep)],
     gpu: true,
+    shaders: crate::gpu::shaders::QUANT,
 };
 
 pub static EVALUATE: Planned = Planned {
@@ -242,6 +251,7 @@ pub static EVALUATE: Planned = Planned {
     inputs: Inputs::Any,
     outputs: &[("eval.json", Retention::Keep)],
     gpu: true,
+    shaders: crate::gpu::shaders::EVAL,
 };
 
 impl Planned {
