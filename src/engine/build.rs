@@ -109,15 +109,7 @@ pub fn build(
                 if deps[idx].iter().any(|d| failed.contains(d)) {
                     waiting.remove(i);
                     failed.insert(idx);
-                    let r = NodeReport {
-                        name: project.pipeline.nodes[idx].name.clone(),
-                        status: NodeStatus::Skipped,
-                        seconds: 0.0,
-                        key: None,
-                        error: Some("an input failed".into()),
-                    };
-                    ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
-                    reports.push(r);
+                    reports.push(skipped(project, idx, "an input failed", ui));
                 } else {
                     i += 1;
                 }
@@ -155,18 +147,27 @@ pub fn build(
         }
         // Nodes never started because of a failure elsewhere.
         for idx in waiting.drain(..) {
-            let r = NodeReport {
-                name: project.pipeline.nodes[idx].name.clone(),
-                status: NodeStatus::Skipped,
-                seconds: 0.0,
-                key: None,
-                error: Some("the build stopped after a failure".into()),
-            };
-            ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
-            reports.push(r);
+            reports.push(skipped(
+                project,
+                idx,
+                "the build stopped after a failure",
+                ui,
+            ));
         }
     });
     Ok(reports)
+}
+
+fn skipped(project: &Project, idx: usize, why: &str, ui: &Ui) -> NodeReport {
+    let r = NodeReport {
+        name: project.pipeline.nodes[idx].name.clone(),
+        status: NodeStatus::Skipped,
+        seconds: 0.0,
+        key: None,
+        error: Some(why.into()),
+    };
+    ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
+    r
 }
 
 impl Builder<'_> {
@@ -480,12 +481,5 @@ fn commit(
 }
 
 pub fn content_hash(outputs: &[RecOutput]) -> String {
-    let mut h = blake3::Hasher::new();
-    for o in outputs {
-        h.update(o.name.as_bytes());
-        h.update(b"\0");
-        h.update(o.hash.as_bytes());
-        h.update(b"\n");
-    }
-    h.finalize().to_hex().to_string()
+    store::pairs_hash(outputs.iter().map(|o| (o.name.as_str(), o.hash.as_str())))
 }

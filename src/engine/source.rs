@@ -30,14 +30,7 @@ fn globset(globs: &[String]) -> Result<GlobSet> {
 }
 
 pub fn listing_hash(files: &[RecFile]) -> String {
-    let mut h = blake3::Hasher::new();
-    for f in files {
-        h.update(f.path.as_bytes());
-        h.update(b"\0");
-        h.update(f.hash.as_bytes());
-        h.update(b"\n");
-    }
-    h.finalize().to_hex().to_string()
+    crate::store::pairs_hash(files.iter().map(|f| (f.path.as_str(), f.hash.as_str())))
 }
 
 pub fn scan(

@@ -64,10 +64,8 @@ impl Ui {
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new_spinner());
             b.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {prefix:>9} {msg:<16} {elapsed} {wide_bar} {pos}/{len}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template("{spinner} {prefix:>9} {msg:<16} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             b.set_prefix("building");
             b.set_message(name.to_string());
@@ -83,8 +81,16 @@ pub struct NodeProgress {
 }
 
 impl NodeProgress {
-    pub fn set(&self, pos: u64, len: u64, _unit: &str) {
+    pub fn set(&self, pos: u64, len: u64, unit: &str) {
         if let Some(b) = &self.bar {
+            if b.length() != Some(len) {
+                let t = format!(
+                    "{{spinner}} {{prefix:>9}} {{msg:<16}} {{elapsed}} {{wide_bar}} {{pos}}/{{len}} {unit}"
+                );
+                if let Ok(style) = ProgressStyle::with_template(&t) {
+                    b.set_style(style);
+                }
+            }
             b.set_length(len);
             b.set_position(pos);
         }

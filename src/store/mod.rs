@@ -124,6 +124,18 @@ pub fn hash_file(path: &Path) -> Result<(String, u64)> {
     Ok((h.finalize().to_hex().to_string(), meta.len()))
 }
 
+/// BLAKE3 of (name, hash) pairs in order: a node's content, a source's listing.
+pub fn pairs_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut h = blake3::Hasher::new();
+    for (name, hash) in pairs {
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(hash.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
