@@ -438,7 +438,7 @@ fn other_pipeline_files_keep_their_own_refs() {
             .all(|s| s == "fresh")
     );
     let out = p.run(&["-f", "pipelines/small.toml", "path", "packed"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("views/pipelines-small/out/packed"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("views/pipelines+small/out/packed"));
 }
 
 #[test]
@@ -451,4 +451,134 @@ fn graph_renders_dot_and_mermaid() {
         mm.starts_with("flowchart LR") && mm.contains("stamp --> after"),
         "{mm}"
     );
+}
+
+#[test]
+fn a_source_over_the_project_folder_does_not_hash_the_store() {
+    let p = Proj::with_pipeline(
+        "[nodes.all]\nkind = \"source\"\npath = \".\"\n\
+         [nodes.count]\nkind = \"command\"\ninputs = [\"all\"]\nrun = \"ls -R $PAI_IN_ALL/corpus | wc -l > $PAI_OUT/n\"\noutputs = [\"n\"]\n",
+    );
+    p.build(&[]);
+    let again = p.build(&[]);
+    assert!(
+        again.values().all(|s| s == "fresh"),
+        "the store's own files leaked into the source: {again:?}"
+    );
+}
+
+#[test]
+fn files_the_globs_do_not_select_cannot_break_a_source() {
+    let p = Proj::new();
+    std::os::unix::fs::symlink("/nonexistent/target", p.path("corpus/.#doc0.md")).unwrap(); // editor lock file
+    std::os::unix::fs::symlink("/nonexistent/target", p.path("corpus/dangling.txt")).unwrap();
+    std::os::unix::fs::symlink(p.path("corpus"), p.path("corpus/sub/loop")).unwrap();
+    std::fs::write(p.path("corpus/junk\u{e9}.bin"), b"\xff\xfe").unwrap();
+    let b = p.build(&["packed"]);
+    assert_eq!(b["corpus"], "built");
+}
+
+#[test]
+fn two_sources_over_one_folder_keep_their_own_stat_caches() {
+    let p = Proj::with_pipeline(
+        "[nodes.md]\nkind = \"source\"\npath = \"corpus\"\ninclude = [\"*.md\"]\n\
+         [nodes.deep]\nkind = \"source\"\npath = \"corpus\"\ninclude = [\"sub/**\"]\n",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    p.build(&[]);
+    let (s, _) = p.json(&["status"]);
+    for n in s["nodes"].as_array().unwrap() {
+        assert_eq!(n["hashed_files"], 0, "{n}");
+    }
+}
+
+#[test]
+fn reordering_inputs_rebuilds_nothing() {
+    let p = Proj::new();
+    p.build(&[]);
+    p.write(
+        "Pipeline.toml",
+        &PIPELINE.replace(
+            "inputs = [\"corpus\", \"tokenizer\"]",
+            "inputs = [\"tokenizer\", \"corpus\"]",
+        ),
+    );
+    assert!(p.build(&[]).values().all(|s| s == "fresh"));
+}
+
+#[test]
+fn identical_nodes_build_side_by_side() {
+    let node = |n: &str| {
+        format!(
+            "[nodes.{n}]\nkind = \"command\"\nrun = \"sleep 0.2; echo same > $PAI_OUT/x\"\noutputs = [\"x\"]\n"
+        )
+    };
+    let p = Proj::with_pipeline(&format!("{}{}", node("a"), node("b")));
+    let b = p.build(&["-j", "2"]);
+    assert!(b.values().all(|s| s == "built" || s == "restored"), "{b:?}");
+    assert_eq!(p.read("cache/out/a/x"), "same\n");
+    assert_eq!(p.read("cache/out/b/x"), "same\n");
+}
+
+#[test]
+fn a_replaced_out_file_is_put_back() {
+    let p = Proj::new();
+    p.build(&[]);
+    let good = p.read("cache/out/tokens/tokens.json");
+    // What `sed -i` does: write a new file and rename it over the old one.
+    p.write("cache/out/tokens/edited", "{}");
+    std::fs::rename(
+        p.path("cache/out/tokens/edited"),
+        p.path("cache/out/tokens/tokens.json"),
+    )
+    .unwrap();
+    assert_eq!(p.build(&[])["tokens"], "fresh");
+    assert_eq!(p.read("cache/out/tokens/tokens.json"), good);
+}
+
+#[test]
+fn leftovers_of_a_killed_ref_write_are_not_roots() {
+    let p = Proj::new();
+    p.build(&[]);
+    let old_key = p.read("cache/refs/tokenizer");
+    let doc = p.read("corpus/doc0.md");
+    p.write("corpus/doc0.md", &format!("{doc}more\n"));
+    p.build(&[]);
+    p.write("cache/refs/.tokenizer.999.0.tmp", &old_key);
+    let (r, _) = p.json(&["gc"]);
+    assert!(r["deleted_records"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        !p.path(&format!("cache/records/{}.json", old_key.trim()))
+            .exists()
+    );
+    p.build(&[]);
+    assert!(!p.path("cache/refs/.tokenizer.999.0.tmp").exists());
+}
+
+#[test]
+fn a_command_reading_collected_temporaries_gets_them_back() {
+    let pipeline = r#"
+[nodes.up]
+kind = "command"
+run = "echo model > $PAI_OUT/model.bin; echo state > $PAI_OUT/ckpt.bin"
+outputs = ["model.bin", "ckpt.bin"]
+temporary = ["ckpt.bin"]
+[nodes.down]
+kind = "command"
+inputs = ["up"]
+run = "cat $PAI_IN_UP/ckpt.bin > $PAI_OUT/resumed"
+outputs = ["resumed"]
+"#;
+    let p = Proj::with_pipeline(pipeline);
+    p.build(&[]);
+    p.json(&["gc", "--temporaries"]);
+    assert!(!p.path("cache/out/up/ckpt.bin").exists());
+    p.write(
+        "Pipeline.toml",
+        &pipeline.replace("> $PAI_OUT/resumed", "> $PAI_OUT/resumed; true"),
+    );
+    let out = p.run(&["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rebuilding `up`"), "{}", stderr(&out));
+    assert_eq!(p.read("cache/out/down/resumed"), "state\n");
 }

@@ -266,3 +266,11 @@ fn the_model_kinds_say_they_are_not_implemented_yet() {
         &["kind `gpt-init` is declared", "not implemented"],
     );
 }
+
+#[test]
+fn an_output_name_starting_with_a_dot_is_refused() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"touch $PAI_OUT/.key\"\noutputs = [\".key\"]\n",
+    );
+    fails_with(&p, &["build"], 2, &["no part starting with `.`"]);
+}

@@ -174,7 +174,7 @@ impl Builder<'_> {
     fn node(&self, idx: usize) -> NodeReport {
         let start = Instant::now();
         let name = self.project.pipeline.nodes[idx].name.clone();
-        match self.ensure(idx, 0) {
+        match self.ensure(idx, 0, false) {
             Ok((status, rec)) => NodeReport {
                 name,
                 status,
@@ -207,11 +207,19 @@ impl Builder<'_> {
 
     /// Makes node `idx` current: fresh, restored, or built. `depth` bounds
     /// the rebuilds that a corrupted input object triggers.
-    fn ensure(&self, idx: usize, depth: usize) -> Result<(NodeStatus, Record)> {
+    /// `force` reruns a node even if a complete build of its key exists (to
+    /// bring back temporary outputs a consumer reads after `gc --temporaries`).
+    fn ensure(&self, idx: usize, depth: usize, force: bool) -> Result<(NodeStatus, Record)> {
         let node = &self.project.pipeline.nodes[idx];
         let store = &self.project.store;
         loop {
-            let (decision, listing) = decide(self.project, idx, &self.input_contents(idx))?;
+            let (mut decision, listing) = decide(self.project, idx, &self.input_contents(idx))?;
+            if force
+                && listing.is_none()
+                && let Decision::Fresh(rec) | Decision::Restore(rec) = &decision
+            {
+                decision = Decision::Build(super::parts_of(rec), rec.key.clone());
+            }
             let root = listing.as_ref().map(|l| l.root.clone());
             let (status, rec) = match decision {
                 Decision::Fresh(rec) => {
@@ -235,7 +243,23 @@ impl Builder<'_> {
                             self.record_source(idx, parts, key, listing)?,
                         )
                     } else {
-                        let corrupt = self.verify_inputs(idx)?;
+                        let (corrupt, collected) = self.verify_inputs(idx)?;
+                        if !collected.is_empty() {
+                            if depth >= 3 {
+                                bail!(
+                                    "inputs keep losing their temporary outputs; run the build again"
+                                );
+                            }
+                            for j in collected {
+                                self.ui.message(&format!(
+                                    "rebuilding `{}`: `{}` reads its temporary outputs, which `pai gc --temporaries` deleted",
+                                    self.project.pipeline.nodes[j].name, node.name
+                                ));
+                                let (_, rec) = self.ensure(j, depth + 1, true)?;
+                                self.set_done(j, rec, None);
+                            }
+                            continue;
+                        }
                         if !corrupt.is_empty() {
                             if depth >= 3 {
                                 bail!(
@@ -247,7 +271,7 @@ impl Builder<'_> {
                                     "warning: an output of `{}` was corrupt in the store; rebuilding it",
                                     self.project.pipeline.nodes[j].name
                                 ));
-                                let (_, rec) = self.ensure(j, depth + 1)?;
+                                let (_, rec) = self.ensure(j, depth + 1, false)?;
                                 self.set_done(j, rec, None);
                             }
                             continue;
@@ -283,17 +307,23 @@ impl Builder<'_> {
     }
 
     /// Re-hashes the input objects a node is about to read. Corrupt ones are
-    /// deleted and their producers returned, to be rebuilt.
-    fn verify_inputs(&self, idx: usize) -> Result<Vec<usize>> {
+    /// deleted and their producers returned, to be rebuilt; so are producers
+    /// whose temporary outputs were collected, if this kind reads temporaries.
+    fn verify_inputs(&self, idx: usize) -> Result<(Vec<usize>, Vec<usize>)> {
         let p = &self.project.pipeline;
         let store = &self.project.store;
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut corrupt = Vec::new();
-        for name in &p.nodes[idx].inputs {
+        let mut collected = Vec::new();
+        let node = &p.nodes[idx];
+        for name in &node.inputs {
             let j = p.get(name).context("unknown input")?;
             let d = done[j]
                 .as_ref()
                 .with_context(|| format!("input `{name}` is not built"))?;
+            if node.step.reads_temporaries() && d.rec.outputs.iter().any(|o| o.collected) {
+                collected.push(j);
+            }
             for o in d.rec.live_outputs() {
                 let path = store.object_path(&o.hash);
                 let ok = store::hash_file(&path)
@@ -308,7 +338,7 @@ impl Builder<'_> {
                 }
             }
         }
-        Ok(corrupt)
+        Ok((corrupt, collected))
     }
 
     fn input_views(&self, idx: usize) -> Result<Vec<InputView>> {
@@ -365,9 +395,12 @@ impl Builder<'_> {
         let store = &self.project.store;
         let inputs = self.input_views(idx)?;
         let decls = node.step.outputs(&node.params)?;
-        let tmp = store
-            .tmp_root()
-            .join(format!("{}-{}", &key[..16], std::process::id()));
+        let tmp = store.tmp_root().join(format!(
+            "{}-{}-{}",
+            node.name,
+            &key[..12],
+            std::process::id()
+        ));
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
@@ -442,6 +475,11 @@ fn commit(
     }
     let mut outputs = Vec::new();
     for (name, path) in &files {
+        if name.split('/').any(|c| c.starts_with('.')) {
+            bail!(
+                "node `{node}` wrote `{name}`: output names must not start with `.` (pai keeps its own files there)"
+            );
+        }
         let Some(decl) = decls.iter().find(|d| d.matches(name)) else {
             let declared: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
             bail!(

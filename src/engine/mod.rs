@@ -45,14 +45,14 @@ pub fn view_name(dir: &Path, file: &Path) -> String {
             &blake3::hash(file.to_string_lossy().as_bytes()).to_hex()[..8]
         ),
     };
+    // `/` becomes `+`, anything unusual `_`; case is kept, so distinct
+    // files get distinct views.
     let name: String = rel
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
+        .map(|c| match c {
+            '/' | '\\' => '+',
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' => c,
+            _ => '_',
         })
         .collect();
     if name == MAIN_VIEW {
@@ -153,11 +153,11 @@ impl KeyParts {
     /// BLAKE3 of a canonical encoding. Input node names are left out: renaming
     /// a node rebuilds nothing; only contents count (early cutoff).
     pub fn key(&self) -> String {
-        let inputs: Vec<Json> = self
-            .inputs
-            .iter()
-            .map(|i| json!([i.role, i.hash]))
-            .collect();
+        // Sorted by role: the order of `inputs` in the file does not matter.
+        let mut inputs: Vec<(&String, &String)> =
+            self.inputs.iter().map(|i| (&i.role, &i.hash)).collect();
+        inputs.sort();
+        let inputs: Vec<Json> = inputs.into_iter().map(|(r, h)| json!([r, h])).collect();
         let shaders: Vec<Json> = self
             .shaders
             .iter()

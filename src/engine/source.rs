@@ -29,6 +29,25 @@ fn globset(globs: &[String]) -> Result<GlobSet> {
     Ok(b.build()?)
 }
 
+/// BLAKE3 of a user's file, read in 1 MiB chunks (not mmap: the file can
+/// shrink while it is hashed, which would fault a mapping).
+fn hash_by_reading(path: &Path, size_hint: u64) -> Result<blake3::Hash> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; (size_hint as usize + 1).clamp(4096, 1 << 20)];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize())
+}
+
 pub fn listing_hash(files: &[RecFile]) -> String {
     crate::store::pairs_hash(files.iter().map(|f| (f.path.as_str(), f.hash.as_str())))
 }
@@ -60,9 +79,16 @@ pub fn scan(
     }
     let inc = globset(include)?;
     let exc = globset(exclude)?;
+    // Walk from the canonical root, so the store's own folder (when the
+    // source is the project folder) is recognised and skipped.
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("resolving {}", root.display()))?;
     let cache_dir = store.root.canonicalize().ok();
+    let selected = |rel: &Path| inc.is_match(rel) && !exc.is_match(rel);
 
-    // Walk and stat (cheap), keeping the files the globs select.
+    // Walk and stat (cheap), keeping the files the globs select. What the
+    // globs do not select (broken links, odd names, loops) is no concern.
     let mut found: Vec<(String, PathBuf, Stat)> = Vec::new();
     let walker = walkdir::WalkDir::new(&root)
         .follow_links(true)
@@ -71,26 +97,50 @@ pub fn scan(
             let hidden = e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
             let is_cache =
                 e.file_type().is_dir() && cache_dir.as_deref().is_some_and(|c| e.path() == c);
-            !(is_cache || hidden && e.file_type().is_dir())
+            !(is_cache || hidden)
         });
     for entry in walker {
-        let entry =
-            entry.with_context(|| format!("node `{}`: walking {}", node.name, root.display()))?;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                let rel = err.path().and_then(|p| p.strip_prefix(&root).ok());
+                let hidden = |r: &Path| {
+                    r.components()
+                        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                };
+                if err.loop_ancestor().is_some() || !rel.is_some_and(|r| selected(r) && !hidden(r))
+                {
+                    continue;
+                }
+                let path = err
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                let why = err
+                    .io_error()
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| err.to_string());
+                bail!(
+                    "node `{}`: cannot read {path}: {why}; fix the file or exclude it",
+                    node.name
+                );
+            }
+        };
         if !entry.file_type().is_file() {
             continue;
         }
         let relpath = entry.path().strip_prefix(&root).unwrap_or(entry.path());
+        if !selected(relpath) {
+            continue;
+        }
         let Some(name) = relpath.to_str() else {
             bail!(
-                "node `{}`: file name {} is not UTF-8; rename it",
+                "node `{}`: file name {} is not UTF-8; rename it or exclude it",
                 node.name,
                 entry.path().display()
             );
         };
         let name = name.replace(std::path::MAIN_SEPARATOR, "/");
-        if !inc.is_match(&name) || exc.is_match(&name) {
-            continue;
-        }
         let meta = entry
             .metadata()
             .with_context(|| format!("reading {}", entry.path().display()))?;
@@ -111,11 +161,12 @@ pub fn scan(
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let canonical = root.canonicalize().unwrap_or_else(|_| root.clone());
+    // One stat cache per (folder, globs): two sources over one folder keep their own.
+    let id = format!("{}\0{include:?}\0{exclude:?}", root.display());
     let stat_path = store
         .root
         .join("stat")
-        .join(&blake3::hash(canonical.to_string_lossy().as_bytes()).to_hex()[..32]);
+        .join(&blake3::hash(id.as_bytes()).to_hex()[..32]);
     let cache = statcache::load(&stat_path);
     let results: Vec<Result<(RecFile, Entry, bool)>> = found
         .par_iter()
@@ -135,16 +186,7 @@ pub fn scan(
                 ));
             }
             let hashed_at_ns = statcache::now_ns();
-            let mut h = blake3::Hasher::new();
-            if stat.size >= 1 << 20 {
-                h.update_mmap(path)
-                    .with_context(|| format!("hashing {}", path.display()))?;
-            } else {
-                h.update(
-                    &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-                );
-            }
-            let hash = h.finalize();
+            let hash = hash_by_reading(path, stat.size)?;
             // Stat again: a file that changed while it was read gets the later
             // stat, which will not match next time, so it is hashed again.
             let stat = std::fs::metadata(path)

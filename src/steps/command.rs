@@ -75,6 +75,9 @@ impl Step for Command {
             })
             .collect())
     }
+    fn reads_temporaries(&self) -> bool {
+        true
+    }
     fn uses_gpu(&self, params: &Params) -> bool {
         params.bool("gpu").unwrap_or(false)
     }
@@ -93,10 +96,12 @@ impl Step for Command {
             }
         }
         for o in outs {
-            if o.is_empty() || o.starts_with('/') || o.split('/').any(|c| c == ".." || c.is_empty())
+            if o.is_empty()
+                || o.starts_with('/')
+                || o.split('/').any(|c| c.is_empty() || c.starts_with('.'))
             {
                 return Err(format!(
-                    "output {o:?} must be a relative path inside $PAI_OUT"
+                    "output {o:?} must be a relative path inside $PAI_OUT, with no part starting with `.`"
                 ));
             }
         }
@@ -106,7 +111,7 @@ impl Step for Command {
         let script = ctx.params.str("run")?;
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c").arg(script).current_dir(ctx.project_dir);
-        cmd.env("PAI_OUT", ctx.out_dir).env("PAI_NODE", ctx.node);
+        cmd.env("PAI_OUT", ctx.out_dir);
         for input in ctx.inputs {
             cmd.env(env_name(&input.node), &input.dir);
         }

@@ -367,6 +367,12 @@ pub trait Step: Send + Sync {
     fn validate(&self, _params: &Params) -> std::result::Result<(), String> {
         Ok(())
     }
+    /// Whether the kind may read its inputs' temporary outputs (then a
+    /// producer whose temporaries were collected is rebuilt before it runs).
+    /// Built-in kinds read only `keep` outputs.
+    fn reads_temporaries(&self) -> bool {
+        false
+    }
     /// True for `source`: hashed by the engine, never run, stores nothing.
     fn is_source(&self) -> bool {
         false

@@ -39,7 +39,7 @@ impl Step for Source {
     }
     fn doc(&self) -> &'static str {
         "Files under a folder, filtered by globs. Its hash is the sorted list of (relative path, \
-         BLAKE3 of content); nothing is stored. Hidden folders (`.git`, …) are skipped."
+         BLAKE3 of content); nothing is stored. Hidden files and folders (names starting with `.`: `.git`, editor lock files) are skipped, and so is the store's own folder."
     }
     fn params(&self) -> &'static [ParamDecl] {
         PARAMS

@@ -55,7 +55,7 @@ pub fn roots(store: &Store) -> Vec<(Store, String, String)> {
                 .map(|e| e.file_name().to_string_lossy().to_string())
                 .collect();
             names.sort();
-            for n in names {
+            for n in names.into_iter().filter(|n| !n.starts_with('.')) {
                 if let Some(k) = view.read_ref(&n) {
                     out.push((Store::new(store.root.clone(), &view.view), n, k));
                 }
@@ -127,9 +127,27 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         for rec in &changed {
             store.write_record(rec)?;
         }
+        // Relink what no longer matches, also after a gc killed before this step.
         for (view, node, key) in &roots {
-            if let Some(rec) = changed.iter().find(|r| &r.key == key) {
-                view.link_out(node, rec)?;
+            let rec = changed
+                .iter()
+                .find(|r| &r.key == key)
+                .cloned()
+                .or_else(|| view.record(key));
+            if let Some(rec) = rec
+                && !rec.outputs.is_empty()
+                && !view.out_current(node, &rec)
+                && view.complete(&rec)
+            {
+                view.link_out(node, &rec)?;
+            }
+        }
+        // Half-written records of killed runs.
+        if let Ok(rd) = fs::read_dir(store.records_dir()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    fs::remove_file(e.path()).ok();
+                }
             }
         }
         // out/ folders of nodes without a ref.

@@ -95,10 +95,12 @@ pub struct Store {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("path has no parent")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().and_then(|s| s.to_str()).unwrap_or("f"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)
@@ -262,7 +264,22 @@ impl Store {
         fs::read_to_string(dir.join(".key"))
             .map(|k| k.trim() == rec.key)
             .unwrap_or(false)
-            && rec.live_outputs().all(|o| dir.join(&o.name).exists())
+            && rec.live_outputs().all(|o| {
+                // The very object, not a file a user edited or replaced.
+                use std::os::unix::fs::MetadataExt;
+                match (
+                    fs::metadata(dir.join(&o.name)),
+                    fs::metadata(self.object_path(&o.hash)),
+                ) {
+                    (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                    _ => false,
+                }
+            })
+            && rec
+                .outputs
+                .iter()
+                .filter(|o| o.collected)
+                .all(|o| !dir.join(&o.name).exists())
     }
 
     /// Points `out/<node>/` at a build's objects (hard links; a copy where
@@ -311,11 +328,17 @@ impl Store {
                 .with_context(|| format!("removing {}", p.display()))?;
             }
         }
-        for dir in [self.out_root()] {
-            if let Ok(rd) = fs::read_dir(&dir) {
-                for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().ends_with(".new") {
-                        fs::remove_dir_all(e.path()).ok();
+        // Half-written refs and out/ staging folders of killed runs, in every view.
+        for view in gc::views(self) {
+            for dir in [view.out_root(), view.refs_dir()] {
+                if let Ok(rd) = fs::read_dir(&dir) {
+                    for e in rd.flatten() {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        if name.starts_with('.') && name.ends_with(".new") {
+                            fs::remove_dir_all(e.path()).ok();
+                        } else if name.starts_with('.') && name.ends_with(".tmp") {
+                            fs::remove_file(e.path()).ok();
+                        }
                     }
                 }
             }

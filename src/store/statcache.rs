@@ -53,7 +53,10 @@ pub fn racy_margin_ns(mtime_ns: i64) -> i64 {
 impl Entry {
     /// Whether the cached hash can stand for a file with this stat.
     pub fn trusted(&self, now: &Stat) -> bool {
-        self.stat == *now && self.hashed_at_ns - now.mtime_ns >= racy_margin_ns(now.mtime_ns)
+        // ctime too: a rewrite that restores the old mtime (`cp -p`, `touch -d`)
+        // still moves ctime.
+        let changed = now.mtime_ns.max(now.ctime_ns);
+        self.stat == *now && self.hashed_at_ns - changed >= racy_margin_ns(changed)
     }
 }
 
