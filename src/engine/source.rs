@@ -29,23 +29,30 @@ fn globset(globs: &[String]) -> Result<GlobSet> {
     Ok(b.build()?)
 }
 
-/// BLAKE3 of a user's file, read in 1 MiB chunks (not mmap: the file can
-/// shrink while it is hashed, which would fault a mapping).
-fn hash_by_reading(path: &Path, size_hint: u64) -> Result<blake3::Hash> {
+/// BLAKE3 of a user's file and its stat once read (from the open file).
+/// Read, not mmap: the file can shrink while it is hashed, which would fault
+/// a mapping. Small files are read whole (no zeroed buffer), large ones in
+/// 1 MiB chunks.
+fn hash_by_reading(path: &Path, size_hint: u64) -> Result<(blake3::Hash, Option<Stat>)> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let ctx = || format!("reading {}", path.display());
+    let mut f = std::fs::File::open(path).with_context(ctx)?;
     let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; (size_hint as usize + 1).clamp(4096, 1 << 20)];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
+    if size_hint < 16 << 20 {
+        let mut bytes = Vec::with_capacity(size_hint as usize + 1);
+        f.read_to_end(&mut bytes).with_context(ctx)?;
+        h.update(&bytes);
+    } else {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).with_context(ctx)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
         }
-        h.update(&buf[..n]);
     }
-    Ok(h.finalize())
+    Ok((h.finalize(), f.metadata().ok().map(|m| Stat::of(&m))))
 }
 
 pub fn listing_hash(files: &[RecFile]) -> String {
@@ -89,7 +96,8 @@ pub fn scan(
 
     // Walk and stat (cheap), keeping the files the globs select. What the
     // globs do not select (broken links, odd names, loops) is no concern.
-    let mut found: Vec<(String, PathBuf, Stat)> = Vec::new();
+    // (stat'ing happens below, in parallel)
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
     let walker = walkdir::WalkDir::new(&root)
         .follow_links(true)
         .into_iter()
@@ -141,10 +149,7 @@ pub fn scan(
             );
         };
         let name = name.replace(std::path::MAIN_SEPARATOR, "/");
-        let meta = entry
-            .metadata()
-            .with_context(|| format!("reading {}", entry.path().display()))?;
-        found.push((name, entry.path().to_path_buf(), Stat::of(&meta)));
+        found.push((name, entry.into_path()));
     }
     if found.is_empty() {
         bail!(
@@ -170,7 +175,10 @@ pub fn scan(
     let cache = statcache::load(&stat_path);
     let results: Vec<Result<(RecFile, Entry, bool)>> = found
         .par_iter()
-        .map(|(name, path, stat)| {
+        .map(|(name, path)| {
+            let stat = &std::fs::metadata(path)
+                .map(|m| Stat::of(&m))
+                .with_context(|| format!("reading {}", path.display()))?;
             if let Some(e) = cache.get(name)
                 && e.trusted(stat)
             {
@@ -186,12 +194,10 @@ pub fn scan(
                 ));
             }
             let hashed_at_ns = statcache::now_ns();
-            let hash = hash_by_reading(path, stat.size)?;
-            // Stat again: a file that changed while it was read gets the later
-            // stat, which will not match next time, so it is hashed again.
-            let stat = std::fs::metadata(path)
-                .map(|m| Stat::of(&m))
-                .unwrap_or(*stat);
+            let (hash, after) = hash_by_reading(path, stat.size)?;
+            // The stat after reading: a file that changed while it was read
+            // then does not match next time, so it is hashed again.
+            let stat = after.unwrap_or(*stat);
             let entry = Entry {
                 stat,
                 hash: *hash.as_bytes(),
