@@ -44,9 +44,10 @@ pub fn acquire(cache: &Path, what: &str, notify: &dyn Fn(&str)) -> Result<StoreL
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
     }
-    fs::write(
-        cache.join("lock.owner"),
-        format!("pid {}: pai {what}\n", std::process::id()),
+    // Atomic, so a waiting process never reads it half-written.
+    super::write_atomic(
+        &cache.join("lock.owner"),
+        format!("pid {}: pai {what}\n", std::process::id()).as_bytes(),
     )
     .ok();
     Ok(StoreLock { _file: file })
