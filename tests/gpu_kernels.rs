@@ -90,6 +90,78 @@ fn every_matmul_variant_matches_reference() {
 }
 
 #[test]
+fn every_gemm_variant_matches_reference() {
+    // The backward products through each strided kernel, at sizes that are not multiples of
+    // any tile (16x8, 4x4) and with accumulation into a non-zero output.
+    for (i, &(m, n, kk)) in [
+        (1, 1, 1),
+        (7, 13, 5),
+        (17, 9, 33),
+        (33, 130, 20),
+        (16, 8, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(300 + i as u64);
+        let (x, w, dy) = (
+            rng.vec(m * kk, 1.0),
+            rng.vec(n * kk, 1.0),
+            rng.vec(m * n, 1.0),
+        );
+        let dw0 = rng.vec(n * kk, 1.0);
+        let (xt, wt, dyt) = (up(&x, &[m, kk]), up(&w, &[n, kk]), up(&dy, &[m, n]));
+        let (rdx, rdw, _) = r::matmul_bwd(&f64s(&dy), &f64s(&x), &f64s(&w), m, n, kk);
+        let want_acc: Vec<f64> = rdw.iter().zip(&dw0).map(|(a, b)| a + *b as f64).collect();
+        for v in k::GEMM_VARIANTS {
+            let (dx, dw, dwa) = (poisoned(&[m, kk]), poisoned(&[n, kk]), up(&dw0, &[n, kk]));
+            run(|b| {
+                k::gemm_with(
+                    b,
+                    v,
+                    &dyt,
+                    (n, 1),
+                    &wt,
+                    (kk, 1),
+                    (m, kk, n),
+                    None,
+                    &dx,
+                    false,
+                )?;
+                k::gemm_with(
+                    b,
+                    v,
+                    &dyt,
+                    (1, n),
+                    &xt,
+                    (kk, 1),
+                    (n, kk, m),
+                    None,
+                    &dw,
+                    false,
+                )?;
+                k::gemm_with(
+                    b,
+                    v,
+                    &dyt,
+                    (1, n),
+                    &xt,
+                    (kk, 1),
+                    (n, kk, m),
+                    None,
+                    &dwa,
+                    true,
+                )
+            });
+            let what = format!("{} {m}x{n}x{kk}", v.entry);
+            assert_close(&format!("{what} dx"), &read(&dx), &rdx, TOL);
+            assert_close(&format!("{what} dw"), &read(&dw), &rdw, TOL);
+            assert_close(&format!("{what} dw acc"), &read(&dwa), &want_acc, TOL);
+        }
+    }
+}
+
+#[test]
 fn matmul_training_shape_matches_reference() {
     // [B*T, 3C, C] of the default model with B = 2 (the full B = 8 is benchmarked instead).
     check_matmul(256, 384, 128, true, 7);

@@ -24,6 +24,7 @@ kernel!(MM_GENERIC, "matmul", "mm_generic", [R, R, R, W], 64);
 kernel!(COLSUM, "matmul", "colsum", [R, R, R, W], 64);
 kernel!(MM_NT_VEC4, "matmul_vec4", "mm_nt_vec4", [R, R, R, W], 64);
 kernel!(MM_NT_ROWS8, "matmul_vec4", "mm_nt_rows8", [R, R, R, W], 64);
+kernel!(MM_TILE16X8, "matmul_tile", "mm_tile16x8", [R, R, R, W], 32);
 kernel!(LN_FWD, "layernorm", "ln_fwd", [R, R, R, R, W, W, W, W], 64);
 kernel!(
     LN_BWD_DX,
@@ -78,6 +79,7 @@ pub const ALL: &[&Kernel] = &[
     &COLSUM,
     &MM_NT_VEC4,
     &MM_NT_ROWS8,
+    &MM_TILE16X8,
     &LN_FWD,
     &LN_BWD_DX,
     &LN_BWD_DWDB,
@@ -131,26 +133,56 @@ fn distinct(ts: &[&Tensor], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The `y = x·Wᵀ` kernels (any of them is correct for any shape they accept).
-pub const NT_VARIANTS: [&Kernel; 3] = [&MM_GENERIC, &MM_NT_VEC4, &MM_NT_ROWS8];
+/// The `y = x·Wᵀ` kernels (any of them is correct for any shape they accept; the `mm_nt_*`
+/// ones need K % 4 == 0).
+pub const NT_VARIANTS: [&Kernel; 4] = [&MM_GENERIC, &MM_NT_VEC4, &MM_NT_ROWS8, &MM_TILE16X8];
 
-/// Which matmul variant `y = x·Wᵀ` uses, chosen at run time from the shape and the adapter:
-/// K % 4 != 0 takes the portable strided kernel; otherwise CPU adapters (lavapipe) take the
-/// uniform-row kernel and GPUs the 4×4 register-blocked one. `PAI_MATMUL_KERNEL` (an entry
-/// name) overrides the choice for experiments.
+/// The strided-product kernels behind [`gemm`] (and so `matmul_dx`, `matmul_dw`): both take
+/// any strides and any shape.
+pub const GEMM_VARIANTS: [&Kernel; 2] = [&MM_GENERIC, &MM_TILE16X8];
+
+fn needs_k4(v: &Kernel) -> bool {
+    v.entry == MM_NT_VEC4.entry || v.entry == MM_NT_ROWS8.entry
+}
+
+/// `PAI_MATMUL_KERNEL` (an entry name), if it names one of `variants`.
+fn forced(variants: &[&'static Kernel]) -> Option<&'static Kernel> {
+    let name = std::env::var("PAI_MATMUL_KERNEL").ok()?;
+    variants.iter().copied().find(|v| v.entry == name)
+}
+
+/// Which matmul variant `y = x·Wᵀ` uses, chosen at run time from the adapter and K:
+/// CPU adapters (lavapipe/llvmpipe) take the 16×8 register tile `mm_tile16x8` for every shape
+/// (~2–4× `mm_nt_rows8` there); GPUs take the 4×4 vec4 kernel `mm_nt_vec4` when K % 4 == 0 and
+/// the portable `mm_generic` otherwise. `PAI_MATMUL_KERNEL` (an entry name) overrides the
+/// choice for experiments where the forced kernel accepts K.
 pub fn nt_variant(gpu: &super::Gpu, k: usize) -> &'static Kernel {
-    if !k.is_multiple_of(4) || k == 0 {
-        return &MM_GENERIC;
-    }
-    if let Ok(name) = std::env::var("PAI_MATMUL_KERNEL")
-        && let Some(v) = NT_VARIANTS.into_iter().find(|v| v.entry == name)
+    let k4 = k.is_multiple_of(4) && k > 0;
+    if let Some(v) = forced(&NT_VARIANTS)
+        && (k4 || !needs_k4(v))
     {
         return v;
     }
     if gpu.is_cpu() {
-        &MM_NT_ROWS8
-    } else {
+        &MM_TILE16X8
+    } else if k4 {
         &MM_NT_VEC4
+    } else {
+        &MM_GENERIC
+    }
+}
+
+/// Which kernel a strided product ([`gemm`]: the backward `dx = dy·W`, `dW = dyᵀ·x`) uses:
+/// `mm_tile16x8` on CPU adapters, `mm_generic` on GPUs (untuned there); `PAI_MATMUL_KERNEL`
+/// overrides as for [`nt_variant`].
+pub fn gemm_variant(gpu: &super::Gpu) -> &'static Kernel {
+    if let Some(v) = forced(&GEMM_VARIANTS) {
+        return v;
+    }
+    if gpu.is_cpu() {
+        &MM_TILE16X8
+    } else {
+        &MM_GENERIC
     }
 }
 
@@ -218,18 +250,18 @@ pub fn matmul_with(
         y.shape
     );
     ensure!(
-        kern.entry == MM_GENERIC.entry || k.is_multiple_of(4),
+        !needs_k4(kern) || k.is_multiple_of(4),
         "{} needs K % 4 == 0, K = {k}",
         kern.entry
     );
     if m == 0 || n == 0 {
         return Ok(());
     }
+    if GEMM_VARIANTS.iter().any(|v| v.entry == kern.entry) {
+        return gemm_with(b, kern, x, (k, 1), w, (1, k), (m, n, k), bias, y, acc);
+    }
     let flags = bias.is_some() as usize | (acc as usize) << 1;
     let bias_t = bias.unwrap_or(b.gpu.dummy());
-    if kern.entry == MM_GENERIC.entry {
-        return gemm(b, x, (k, 1), w, (1, k), (m, n, k), bias, y, acc);
-    }
     let p = Params::new().u(m).u(n).u(k / 4).u(flags);
     let groups = if kern.entry == MM_NT_ROWS8.entry {
         m.div_ceil(8) * n.div_ceil(64) * 64
@@ -240,10 +272,28 @@ pub fn matmul_with(
 }
 
 /// Strided product C[M,N] = A(i,p)·B(p,j) with A(i,p) = a[i*rs + p*cs], B(p,j) = b[p*rs + j*cs]
-/// (+ bias[j]) (+ C if acc). The portable path behind every matmul variant.
+/// (+ bias[j]) (+ C if acc), with the kernel [`gemm_variant`] picks for this adapter.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     b: &mut Batch,
+    a: &Tensor,
+    a_strides: (usize, usize),
+    bm: &Tensor,
+    b_strides: (usize, usize),
+    mnk: (usize, usize, usize),
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    acc: bool,
+) -> Result<()> {
+    let kern = gemm_variant(b.gpu);
+    gemm_with(b, kern, a, a_strides, bm, b_strides, mnk, bias, c, acc)
+}
+
+/// [`gemm`] with an explicit kernel (one of [`GEMM_VARIANTS`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    b: &mut Batch,
+    kern: &Kernel,
     a: &Tensor,
     a_strides: (usize, usize),
     bm: &Tensor,
@@ -277,6 +327,11 @@ pub fn gemm(
     );
     distinct(&[a, c], "gemm")?;
     distinct(&[bm, c], "gemm")?;
+    ensure!(
+        GEMM_VARIANTS.iter().any(|v| v.entry == kern.entry),
+        "gemm: {} is not a strided-product kernel",
+        kern.entry
+    );
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -291,12 +346,12 @@ pub fn gemm(
         .u(b_strides.1)
         .u(flags);
     let bias_t = bias.unwrap_or(b.gpu.dummy());
-    b.dispatch(
-        &MM_GENERIC,
-        &p,
-        &[a, bm, bias_t, c],
-        m.div_ceil(4) * n.div_ceil(4),
-    )
+    let blocks = if kern.entry == MM_TILE16X8.entry {
+        m.div_ceil(16) * n.div_ceil(8)
+    } else {
+        m.div_ceil(4) * n.div_ceil(4)
+    };
+    b.dispatch(kern, &p, &[a, bm, bias_t, c], blocks)
 }
 
 /// Linear backward, input gradient: dx[M,K] (+)= dy[M,N]·w[N,K].

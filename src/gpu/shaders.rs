@@ -10,6 +10,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "matmul_vec4",
         include_str!("../../shaders/matmul_vec4.wgsl"),
     ),
+    (
+        "matmul_tile",
+        include_str!("../../shaders/matmul_tile.wgsl"),
+    ),
     ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
     (
@@ -33,6 +37,7 @@ pub const TRAIN: &[&str] = &[
     "common",
     "matmul",
     "matmul_vec4",
+    "matmul_tile",
     "layernorm",
     "attention",
     "elementwise",
@@ -45,6 +50,7 @@ pub const EVAL: &[&str] = &[
     "common",
     "matmul",
     "matmul_vec4",
+    "matmul_tile",
     "layernorm",
     "attention",
     "elementwise",
