@@ -215,7 +215,7 @@ pub fn scan(
         })
         .collect();
     let mut files = Vec::with_capacity(results.len());
-    let mut new_cache = HashMap::with_capacity(results.len());
+    let mut entries = Vec::with_capacity(results.len());
     let (mut hashed_files, mut hashed_bytes) = (0, 0);
     for r in results {
         let (f, e, hashed) = r?;
@@ -223,10 +223,14 @@ pub fn scan(
             hashed_files += 1;
             hashed_bytes += f.bytes;
         }
-        new_cache.insert(f.path.clone(), e);
+        entries.push(e);
         files.push(f);
     }
-    if new_cache != cache {
+    // Every file came from a trusted entry and none went away: the cache
+    // already says all of this.
+    if hashed_files > 0 || cache.len() != files.len() {
+        let new_cache: HashMap<String, Entry> =
+            files.iter().map(|f| f.path.clone()).zip(entries).collect();
         // Best effort: a failed write only costs re-hashing next time.
         statcache::save(&stat_path, &new_cache).ok();
     }

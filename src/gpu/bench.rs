@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MatmulBench {
-    /// [m, n, k]: y[m,n] = x[m,k]·w[n,k]ᵀ.
+    /// [m, n, k]: an m×n result summed over k (forward: y[m,n] = x[m,k]·w[n,k]ᵀ).
     pub shape: [usize; 3],
     /// What the shape is (e.g. "qkv [B·T, 3C, C]").
     pub what: String,
@@ -116,6 +116,38 @@ fn time_cpu(budget: Duration, mut f: impl FnMut()) -> f64 {
     }
 }
 
+/// C[m×n] = A[m×k]·B[k×n] with the given (row, column) strides of A and B.
+#[allow(clippy::too_many_arguments)]
+fn cpu_sgemm(
+    (m, kk, n): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    c: &mut [f32],
+) {
+    assert!(a.len() >= m * kk && b.len() >= kk * n && c.len() >= m * n);
+    // SAFETY: the asserts above bound every element the strides reach.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            kk,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
 fn cpu_sgemm_nt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, n: usize, kk: usize) {
     // SAFETY: the slices hold m*k, n*k and m*n elements, as the strides describe.
     unsafe {
@@ -174,6 +206,49 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
             shape: [m, n, kk],
             what: what.to_string(),
             kernel: k::nt_variant(gpu, kk).entry.to_string(),
+            gflops: gf,
+            cpu_gflops: cf,
+            ratio: gf / cf,
+        });
+    }
+    // The backward products of the same layers: dx = dy·W and dW = dyᵀ·x.
+    for (i, ([m, n, kk], what)) in shapes.iter().enumerate().skip(1) {
+        let (m, n, kk) = (*m, *n, *kk);
+        let dy = data(m * n, 200 + i as u64);
+        let w = data(n * kk, 300 + i as u64);
+        let x = data(m * kk, 400 + i as u64);
+        let (dyt, wt, xt) = (
+            gpu.upload(&dy, &[m, n])?,
+            gpu.upload(&w, &[n, kk])?,
+            gpu.upload(&x, &[m, kk])?,
+        );
+        let (dxt, dwt) = (gpu.zeros(&[m, kk])?, gpu.zeros(&[n, kk])?);
+        let flop = 2.0 * (m * n * kk) as f64;
+        let kernel = k::gemm_variant(gpu).entry.to_string();
+        let s = time_gpu(gpu, budget, |b| k::matmul_dx(b, &dyt, &wt, &dxt, false))?;
+        let mut out = vec![0.0f32; m * kk];
+        let cs = time_cpu(budget, || {
+            cpu_sgemm((m, n, kk), &dy, (n, 1), &w, (kk, 1), &mut out)
+        });
+        let (gf, cf) = (flop / s / 1e9, flop / cs / 1e9);
+        matmul.push(MatmulBench {
+            shape: [m, kk, n],
+            what: format!("dx = dy·W, {what}"),
+            kernel: kernel.clone(),
+            gflops: gf,
+            cpu_gflops: cf,
+            ratio: gf / cf,
+        });
+        let s = time_gpu(gpu, budget, |b| k::matmul_dw(b, &dyt, &xt, &dwt, false))?;
+        let mut out = vec![0.0f32; n * kk];
+        let cs = time_cpu(budget, || {
+            cpu_sgemm((n, m, kk), &dy, (1, n), &x, (kk, 1), &mut out)
+        });
+        let (gf, cf) = (flop / s / 1e9, flop / cs / 1e9);
+        matmul.push(MatmulBench {
+            shape: [n, kk, m],
+            what: format!("dW = dyᵀ·x, {what}"),
+            kernel,
             gflops: gf,
             cpu_gflops: cf,
             ratio: gf / cf,
@@ -264,13 +339,13 @@ impl fmt::Display for KernelBench {
         )?;
         writeln!(
             f,
-            "matmul y = x·Wᵀ [m, n, k]     GPU GFLOP/s   CPU GFLOP/s (matrixmultiply, {} threads)   GPU/CPU",
+            "matmul (forward y = x·Wᵀ, then backward)      [m x n x k]    GPU GFLOP/s  CPU GFLOP/s   GPU/CPU   (CPU: matrixmultiply, {} threads)",
             self.cpu_threads
         )?;
         for m in &self.matmul {
             writeln!(
                 f,
-                "  {:<24} {:>5}x{:<5}x{:<5} {:>9.2} {:>12.2} {:>10.3}   ({})",
+                "  {:<34} {:>5}x{:<5}x{:<5} {:>9.2} {:>12.2} {:>10.3}   ({})",
                 m.what,
                 m.shape[0],
                 m.shape[1],
