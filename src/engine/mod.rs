@@ -322,7 +322,9 @@ pub fn decide(
                 }),
                 None => {
                     return Ok((
-                        Decision::Blocked(format!("input `{name}` must be built first")),
+                        Decision::Blocked(format!(
+                            "input `{name}` is stale (its new content decides this key)"
+                        )),
                         None,
                     ));
                 }
