@@ -315,18 +315,23 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         } => {
             let store = store_for(cli)?;
             let _lock = lock::acquire(&store.root, "gc", &|m| ui.message(m))?;
+            let drop_refs = engine::undeclared_refs(&project_dir(cli), &store, &ui);
             let r = gc::gc(
                 &store,
                 &gc::GcOptions {
                     dry_run: *dry_run,
                     temporaries: *temporaries,
                     keep: *keep,
+                    drop_refs,
                 },
             )?;
             if cli.json {
                 print_json(&serde_json::to_value(&r)?);
             } else {
                 let verb = if r.dry_run { "would delete" } else { "deleted" };
+                for n in &r.dropped_refs {
+                    println!("{verb} the builds of `{n}`: no pipeline file declares it any more");
+                }
                 println!(
                     "{verb} {} objects and {} records{}, freeing {}",
                     r.deleted_objects,

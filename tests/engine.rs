@@ -582,3 +582,37 @@ outputs = ["resumed"]
     assert!(stderr(&out).contains("rebuilding `up`"), "{}", stderr(&out));
     assert_eq!(p.read("cache/out/down/resumed"), "state\n");
 }
+
+#[test]
+fn gc_reclaims_the_builds_of_a_node_removed_from_the_pipeline() {
+    let p = Proj::new();
+    p.write("pipelines/copy.toml", PIPELINE);
+    p.build(&[]);
+    p.build(&["-f", "pipelines/copy.toml"]);
+    let count = p.read("cache/out/summary/count.txt");
+    // Drop `summary` from the main pipeline only.
+    let cut = PIPELINE.find("[nodes.summary]").unwrap();
+    p.write("Pipeline.toml", &PIPELINE[..cut]);
+    let (dry, _) = p.json(&["gc", "--dry-run"]);
+    assert_eq!(dry["dropped_refs"], serde_json::json!(["summary"]), "{dry}");
+    assert!(
+        p.path("cache/refs/summary").exists(),
+        "--dry-run dropped a ref"
+    );
+    let (r, _) = p.json(&["gc"]);
+    assert_eq!(r["dropped_refs"], serde_json::json!(["summary"]));
+    assert!(!p.path("cache/refs/summary").exists());
+    assert!(!p.path("cache/out/summary").exists());
+    // The other pipeline file still declares it: its build survives.
+    assert_eq!(
+        p.read("cache/views/pipelines+copy/out/summary/count.txt"),
+        count
+    );
+    assert!(
+        p.build(&["-f", "pipelines/copy.toml"])
+            .values()
+            .all(|s| s == "fresh")
+    );
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}

@@ -75,6 +75,9 @@ pub fn build(
 ) -> Result<Vec<NodeReport>> {
     let order = crate::graph::plan_order(&project.pipeline, targets);
     let n = project.pipeline.nodes.len();
+    let file = std::path::absolute(&project.pipeline.path)
+        .unwrap_or_else(|_| project.pipeline.path.clone());
+    project.store.note_pipeline_file(&file)?;
     let builder = Builder {
         project,
         ui,

@@ -499,6 +499,46 @@ pub fn explain(project: &Project, idx: usize) -> Result<Json> {
     }))
 }
 
+/// Refs (view, node) of nodes their pipeline file no longer declares: `gc`
+/// drops them. A view whose file is gone or does not parse keeps its refs.
+pub fn undeclared_refs(dir: &Path, store: &Store, ui: &crate::report::Ui) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for view in crate::store::gc::views(store) {
+        let file = view
+            .pipeline_file()
+            .unwrap_or_else(|| dir.join("Pipeline.toml"));
+        let refs: Vec<String> = match std::fs::read_dir(view.refs_dir()) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            Err(_) => continue,
+        };
+        if refs.is_empty() {
+            continue;
+        }
+        match spec::load(&file) {
+            Ok(p) => out.extend(
+                refs.into_iter()
+                    .filter(|n| p.get(n).is_none())
+                    .map(|n| (view.view.clone(), n)),
+            ),
+            Err(_) if !file.exists() => ui.message(&format!(
+                "note: {} is gone; its {} builds are kept (remove {} to let gc reclaim them)",
+                file.display(),
+                refs.len(),
+                view.refs_dir().display()
+            )),
+            Err(_) => ui.message(&format!(
+                "note: {} does not parse; gc keeps all its builds",
+                file.display()
+            )),
+        }
+    }
+    out
+}
+
 #[derive(serde::Serialize)]
 pub struct DuOutput {
     pub name: String,
@@ -568,12 +608,15 @@ pub fn du(project: &Project) -> Result<DuReport> {
             source_bytes,
         });
     }
+    let quiet = crate::report::Ui::new(true, false);
+    let drop_refs = undeclared_refs(&project.dir, store, &quiet);
     let plain = gc(
         store,
         &GcOptions {
             dry_run: true,
             temporaries: false,
             keep: 0,
+            drop_refs: drop_refs.clone(),
         },
     )?;
     let with_tmp = gc(
@@ -582,6 +625,7 @@ pub fn du(project: &Project) -> Result<DuReport> {
             dry_run: true,
             temporaries: true,
             keep: 0,
+            drop_refs,
         },
     )?;
     Ok(DuReport {

@@ -17,11 +17,16 @@ pub struct GcOptions {
     pub dry_run: bool,
     pub temporaries: bool,
     pub keep: usize,
+    /// Refs to drop first, as (view, node): nodes no longer in their
+    /// pipeline file.
+    pub drop_refs: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Debug, Default)]
 pub struct GcReport {
     pub dry_run: bool,
+    /// Refs of nodes no longer declared, dropped (or that would be).
+    pub dropped_refs: Vec<String>,
     pub deleted_objects: usize,
     pub freed_bytes: u64,
     pub deleted_records: usize,
@@ -70,7 +75,24 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    let roots = roots(store);
+    let mut roots = roots(store);
+    roots.retain(|(view, node, _)| {
+        let drop = opts
+            .drop_refs
+            .iter()
+            .any(|(v, n)| v == &view.view && n == node);
+        if drop {
+            report.dropped_refs.push(if view.view == super::MAIN_VIEW {
+                node.clone()
+            } else {
+                format!("{}:{node}", view.view)
+            });
+            if !opts.dry_run {
+                fs::remove_file(view.refs_dir().join(node)).ok();
+            }
+        }
+        !drop
+    });
     let current: HashSet<String> = roots.iter().map(|(_, _, k)| k.clone()).collect();
     let records = store.all_records();
 

@@ -181,18 +181,24 @@ impl Store {
         self.out_root().join(node)
     }
 
-    /// Every view's refs folder: all of them are GC roots.
-    pub fn all_refs_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs = vec![self.root.join("refs")];
-        if let Ok(rd) = fs::read_dir(self.root.join("views")) {
-            let mut v: Vec<PathBuf> = rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().join("refs"))
-                .collect();
-            v.sort();
-            dirs.extend(v);
+    /// Remembers which pipeline file a view belongs to, so `gc` can drop the
+    /// refs of nodes that file no longer declares.
+    pub fn note_pipeline_file(&self, file: &Path) -> Result<()> {
+        if self.view == MAIN_VIEW {
+            return Ok(());
         }
-        dirs
+        let note = self.view_dir().join("pipeline");
+        let text = format!("{}\n", file.display());
+        if fs::read_to_string(&note).ok().as_deref() != Some(text.as_str()) {
+            write_atomic(&note, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The pipeline file of this view, if known (`None`: the project's own).
+    pub fn pipeline_file(&self) -> Option<PathBuf> {
+        let s = fs::read_to_string(self.view_dir().join("pipeline")).ok()?;
+        Some(PathBuf::from(s.trim_end_matches('\n')))
     }
 
     pub fn object_path(&self, hash: &str) -> PathBuf {
