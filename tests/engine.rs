@@ -616,3 +616,21 @@ fn gc_reclaims_the_builds_of_a_node_removed_from_the_pipeline() {
     let (v, code) = p.json(&["verify"]);
     assert_eq!(code, 0, "{v}");
 }
+
+#[test]
+fn verbose_build_says_why_each_node_runs() {
+    let p = Proj::new();
+    p.build(&[]);
+    p.write(
+        "Pipeline.toml",
+        &PIPELINE.replace("context = 8", "context = 7"),
+    );
+    let out = p.run(&["build", "-v"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("why packed: parameter `context` changed: 8 → 7"),
+        "{err}"
+    );
+    assert!(!err.contains("why tokens"), "{err}");
+}

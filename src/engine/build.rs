@@ -240,6 +240,12 @@ impl Builder<'_> {
                 }
                 Decision::Blocked(why) => bail!("{why}"),
                 Decision::Build(parts, key) => {
+                    if self.ui.verbose {
+                        let files = listing.as_ref().map(|l| l.files.as_slice());
+                        for r in super::reasons(store, &node.name, Some(&parts), files) {
+                            self.ui.message(&format!("      why {}: {r}", node.name));
+                        }
+                    }
                     if let Some(listing) = listing.as_ref() {
                         (
                             NodeStatus::Built,
