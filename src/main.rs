@@ -70,6 +70,9 @@ enum Command {
         /// Keep the N newest older builds of each node too.
         #[arg(long, value_name = "N", default_value_t = 0)]
         keep: usize,
+        /// Also delete temporaries when the kept objects would exceed SIZE (e.g. 10G).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
     },
     /// The funnel as built: every node's outputs and sizes, the cache total, what gc would free.
     Du,
@@ -312,19 +315,41 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             dry_run,
             temporaries,
             keep,
+            max_size,
         } => {
+            let max_size = match max_size {
+                None => None,
+                Some(s) => Some(report::parse_size(s).ok_or_else(|| {
+                    UsageError(format!("--max-size {s:?} is not a size (try 10G, 500M)"))
+                })?),
+            };
             let store = store_for(cli)?;
             let _lock = lock::acquire(&store.root, "gc", &|m| ui.message(m))?;
             let drop_refs = engine::undeclared_refs(&project_dir(cli), &store, &ui);
-            let r = gc::gc(
-                &store,
-                &gc::GcOptions {
-                    dry_run: *dry_run,
-                    temporaries: *temporaries,
-                    keep: *keep,
-                    drop_refs,
-                },
-            )?;
+            let opts = |dry_run: bool, temporaries: bool| gc::GcOptions {
+                dry_run,
+                temporaries,
+                keep: *keep,
+                drop_refs: drop_refs.clone(),
+            };
+            // Over the size limit after a plain gc: temporaries go too.
+            let mut temporaries = *temporaries;
+            if let Some(max) = max_size
+                && !temporaries
+            {
+                temporaries = gc::gc(&store, &opts(true, false))?.kept_bytes > max;
+            }
+            let r = gc::gc(&store, &opts(*dry_run, temporaries))?;
+            if let Some(max) = max_size
+                && r.kept_bytes > max
+            {
+                ui.message(&format!(
+                    "note: the current builds alone take {}, more than --max-size {}; \
+                     drop nodes or builds (`--keep 0`) to go lower",
+                    report::size(r.kept_bytes),
+                    report::size(max)
+                ));
+            }
             if cli.json {
                 print_json(&serde_json::to_value(&r)?);
             } else {

@@ -634,3 +634,23 @@ fn verbose_build_says_why_each_node_runs() {
     );
     assert!(!err.contains("why tokens"), "{err}");
 }
+
+#[test]
+fn gc_max_size_drops_temporaries_only_when_over_the_limit() {
+    let pipeline = r#"
+[nodes.trainer]
+kind = "command"
+run = "head -c 5000 /dev/zero > $PAI_OUT/model.bin; head -c 20000 /dev/urandom > $PAI_OUT/optimizer.bin"
+outputs = ["model.bin", "optimizer.bin"]
+temporary = ["optimizer.bin"]
+"#;
+    let p = Proj::with_pipeline(pipeline);
+    p.build(&[]);
+    let (r, _) = p.json(&["gc", "--max-size", "1M"]);
+    assert_eq!(r["collected_outputs"], 0, "under the limit: {r}");
+    assert!(p.path("cache/out/trainer/optimizer.bin").exists());
+    let (r, _) = p.json(&["gc", "--max-size", "10K"]);
+    assert_eq!(r["collected_outputs"], 1, "{r}");
+    assert!(!p.path("cache/out/trainer/optimizer.bin").exists());
+    assert_eq!(r["kept_bytes"], 5000);
+}
