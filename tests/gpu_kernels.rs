@@ -286,6 +286,29 @@ fn layernorm_matches_reference() {
 }
 
 #[test]
+fn layernorm_eps_matters_on_near_constant_rows() {
+    // Variance ~3e-7, below eps = 1e-5: the result depends on eps itself.
+    let (rows, cols) = (3, 128);
+    let mut rng = Rng::new(77);
+    // Centred on 0: an offset would make f32 itself the limit (x − mean cancels).
+    let x = rng.vec(rows * cols, 1e-3);
+    let (w, bv, dy) = (
+        rng.vec(cols, 1.0),
+        rng.vec(cols, 1.0),
+        rng.vec(rows * cols, 1.0),
+    );
+    let [y, _, rstd, dx, _, _] = ln_gpu(&x, &w, &bv, &dy, rows, cols);
+    let (ry, rm, rr) = r::layernorm_fwd(&f64s(&x), &f64s(&w), &f64s(&bv), rows, cols, 1e-5);
+    assert_close("near-constant layernorm y", &y, &ry, TOL);
+    assert_close("near-constant layernorm rstd", &rstd, &rr, TOL);
+    let (rdx, _, _) = r::layernorm_bwd(&f64s(&dy), &f64s(&x), &f64s(&w), &rm, &rr, rows, cols);
+    assert_close("near-constant layernorm dx", &dx, &rdx, TOL);
+    // The check has teeth: another eps gives a clearly different rstd.
+    let (_, _, other) = r::layernorm_fwd(&f64s(&x), &f64s(&w), &f64s(&bv), rows, cols, 1e-6);
+    assert!(rel_err(&rstd, &other) > 1e-2);
+}
+
+#[test]
 fn layernorm_backward_matches_finite_differences() {
     let (rows, cols) = (3, 7);
     let mut rng = Rng::new(31);

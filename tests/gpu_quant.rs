@@ -68,6 +68,12 @@ fn random_blocks_are_bit_identical_to_reference() {
 fn edge_blocks_are_bit_identical_to_reference() {
     let mut blocks: Vec<(&str, Vec<f32>)> = vec![
         ("all zeros", vec![0.0; 32]),
+        (
+            "subnormal inputs with a finite scale",
+            (0..32)
+                .map(|i| if i == 5 { -1e-36 } else { i as f32 * 3e-40 })
+                .collect(),
+        ),
         ("negative zeros", vec![-0.0; 32]),
         (
             "one non-zero",
@@ -222,6 +228,13 @@ fn known_layouts() {
     assert_eq!(q4.len(), 18);
     assert_eq!(q4[2] & 15, 8);
     assert_eq!(q4[2 + 15] >> 4, 0);
+    // GGML's nibble order: byte j holds q[j] (low) and q[j + 16] (high).
+    let id = 1.0f32 / (31.0f32 / -8.0);
+    let q: Vec<u8> = x.iter().map(|v| ((v * id + 8.5) as u8).min(15)).collect();
+    for j in 0..16 {
+        assert_eq!(q4[2 + j], q[j] | q[j + 16] << 4, "byte {j}");
+    }
+    assert_eq!(q4[3], 8 | 4 << 4); // q[1] = 8, q[17] = 4
 }
 
 #[test]

@@ -64,6 +64,47 @@ fn bad_shapes_are_errors_not_panics() {
     let e = k::gelu(&mut b, &x, &x).unwrap_err().to_string();
     assert!(e.contains("same buffer"), "{e}");
     assert!(g.upload(&[1.0, 2.0], &[3]).is_err());
+    // Wrong dtypes, lengths and aliasing are refused on the host too.
+    let idx = g.upload_u32(&[0, 1, 2, 3], &[4]).unwrap();
+    let e = k::gelu(&mut b, &idx, &y).unwrap_err().to_string();
+    assert!(e.contains("must be f32"), "{e}");
+    let bias = g.zeros(&[1]).unwrap();
+    let w4 = g.zeros(&[5, 3]).unwrap();
+    let e = k::gemm(
+        &mut b,
+        &x,
+        (5, 1),
+        &w4,
+        (3, 1),
+        (4, 3, 5),
+        Some(&bias),
+        &y,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("bias"), "{e}");
+    let (p, m, v) = (
+        g.zeros(&[3]).unwrap(),
+        g.zeros(&[3]).unwrap(),
+        g.zeros(&[3]).unwrap(),
+    );
+    let gr = g.zeros(&[3]).unwrap();
+    let e = k::adamw(
+        &mut b,
+        &pai::gpu::reference::AdamW::default(),
+        1,
+        &p,
+        &gr,
+        &m,
+        &v,
+        Some(&bias),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("clip"), "{e}");
+    let w0 = g.zeros(&[]).unwrap();
+    assert!(k::matmul(&mut b, &x, &w0, None, &y, false).is_err());
     assert!(g.grid(u32::MAX as usize * 70_000).is_err());
     assert!(b.is_empty(), "nothing was recorded");
 }

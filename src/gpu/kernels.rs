@@ -240,6 +240,14 @@ pub fn matmul_with(
     y: &Tensor,
     acc: bool,
 ) -> Result<()> {
+    ensure!(
+        w.shape.len() == 2,
+        "matmul_with: weight must be 2-D [out, in], is {:?}",
+        w.shape
+    );
+    for (t, what) in [(x, "matmul x"), (w, "matmul w"), (y, "matmul y")] {
+        f32t(t, what)?;
+    }
     let (m, k) = x.as_2d();
     let n = w.shape[0];
     ensure!(
@@ -325,6 +333,17 @@ pub fn gemm_with(
         "gemm: C {:?} should hold [{m}, {n}]",
         c.shape
     );
+    for (t, what) in [(a, "gemm A"), (bm, "gemm B"), (c, "gemm C")] {
+        f32t(t, what)?;
+    }
+    if let Some(bias) = bias {
+        f32t(bias, "gemm bias")?;
+        ensure!(
+            bias.len() == n,
+            "gemm: bias {:?} should have {n} elements",
+            bias.shape
+        );
+    }
     distinct(&[a, c], "gemm")?;
     distinct(&[bm, c], "gemm")?;
     ensure!(
@@ -569,6 +588,8 @@ pub fn attention_bwd(
 
 /// y = gelu(x) (tanh approximation).
 pub fn gelu(b: &mut Batch, x: &Tensor, y: &Tensor) -> Result<()> {
+    f32t(x, "gelu x")?;
+    f32t(y, "gelu y")?;
     same(x, y, "gelu")?;
     distinct(&[x, y], "gelu")?;
     let d = b.gpu.dummy();
@@ -690,6 +711,14 @@ pub fn embedding(
         "embedding: out {:?} should hold [{bb}, {t}, {c}]",
         out.shape
     );
+    for (x, what) in [
+        (wte, "embedding wte"),
+        (wpe, "embedding wpe"),
+        (out, "embedding out"),
+    ] {
+        f32t(x, what)?;
+    }
+    distinct(&[tokens, wte, wpe, out], "embedding")?;
     let d = b.gpu.dummy();
     let p = Params::new().u(bb).u(t).u(c).u(v).u(0);
     b.dispatch(&EMBED_FWD, &p, &[tokens, d, wte, wpe, out], bb * t * c)
@@ -786,10 +815,13 @@ pub fn crossentropy(
             t
         }
         None => {
+            distinct(&[logits, losses], "crossentropy")?;
             d2 = rw_dummy(b)?;
             &d2
         }
     };
+    f32t(logits, "crossentropy logits")?;
+    f32t(losses, "crossentropy losses")?;
     let p = Params::new()
         .u(rows)
         .u(v)
@@ -919,6 +951,23 @@ pub fn adamw(
     same(param, m, "adamw param/m")?;
     same(param, v, "adamw param/v")?;
     distinct(&[param, grad, m, v], "adamw")?;
+    for (t, what) in [
+        (param, "adamw param"),
+        (grad, "adamw grad"),
+        (m, "adamw m"),
+        (v, "adamw v"),
+    ] {
+        f32t(t, what)?;
+    }
+    if let Some(c) = clip {
+        // The clip factor is read from element 1 (element 0: the norm).
+        f32t(c, "adamw clip")?;
+        ensure!(
+            c.len() >= 2,
+            "adamw: clip {:?} must hold [norm, factor] as written by the clip kernel",
+            c.shape
+        );
+    }
     let (bc1, bc2) = h.corrections(step);
     let wd = if param.shape.len() >= 2 {
         h.weight_decay

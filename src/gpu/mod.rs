@@ -119,8 +119,10 @@ impl Params {
         Self(Vec::new())
     }
     pub fn u(mut self, v: usize) -> Self {
-        self.0
-            .push(u32::try_from(v).expect("kernel parameter exceeds u32"));
+        // Every size passed here is bounded by a buffer the adapter accepted
+        // (at most max_buffer_size bytes); saturate rather than panic anyway,
+        // and let the host-side binding checks refuse the dispatch.
+        self.0.push(u32::try_from(v).unwrap_or(u32::MAX));
         self
     }
     pub fn f(mut self, v: f32) -> Self {
@@ -283,7 +285,10 @@ impl Gpu {
     }
 
     fn alloc(&self, shape: &[usize], dtype: DType, contents: Option<&[u8]>) -> Result<Tensor> {
-        let bytes = shape.iter().product::<usize>() * dtype.size();
+        let bytes = shape
+            .iter()
+            .try_fold(dtype.size(), |acc, &d| acc.checked_mul(d))
+            .with_context(|| format!("tensor of shape {shape:?} is too large to address"))?;
         let size = (bytes.max(4).div_ceil(4) * 4) as u64;
         ensure!(
             size <= self.limits.max_buffer_size,

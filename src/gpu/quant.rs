@@ -303,6 +303,12 @@ pub fn quantize(gpu: &Gpu, format: Format, name: &str, x: &[f32]) -> Result<Vec<
 pub fn dequantize_tensor(gpu: &Gpu, format: Format, q: &Tensor) -> Result<Tensor> {
     let bb = format.block_bytes();
     ensure!(
+        q.dtype == super::DType::U8,
+        "dequantize: {} data must be a u8 tensor, is {:?}",
+        format.name(),
+        q.dtype
+    );
+    ensure!(
         q.len().is_multiple_of(bb),
         "{} data of {} bytes is not whole blocks of {bb}",
         format.name(),
