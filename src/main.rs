@@ -161,11 +161,6 @@ fn open(cli: &Cli) -> Result<Project> {
     Project::open(&project_dir(cli), cli.file.as_deref())
 }
 
-fn locked(cli: &Cli, project: &Project, what: &str, ui: &Ui) -> Result<lock::StoreLock> {
-    let _ = cli;
-    lock::acquire(&project.store.root, what, &|m| ui.message(m))
-}
-
 fn run(cli: &Cli) -> Result<ExitCode> {
     let ui = Ui::new(cli.quiet, cli.verbose);
     match &cli.command {
@@ -204,14 +199,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let _lock = locked(cli, &project, "build", &ui)?;
-            project.store.clean_tmp()?;
             let jobs = cli.jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(1)
             });
-            let reports = engine::build(&project, &targets, &BuildOptions { jobs }, &ui)?;
+            let reports = project.locked_build(&targets, &BuildOptions { jobs }, &ui)?;
             let ok = reports.iter().all(|r| {
                 matches!(
                     r.status,
@@ -586,12 +579,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 
 /// The store of the project folder, for commands that need no pipeline file.
 fn store_for(cli: &Cli) -> Result<pai::store::Store> {
-    let dir = project_dir(cli);
-    let file = dir.join(cli.file.as_deref().unwrap_or(Path::new("Pipeline.toml")));
-    Ok(pai::store::Store::new(
-        dir.join("cache"),
-        &engine::view_name(&dir, &file),
-    ))
+    Ok(engine::store_at(&project_dir(cli), cli.file.as_deref()))
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -50,9 +50,7 @@ fn noop_build(dir: &Path, file: Option<&Path>, names: &[String], ui: &Ui) -> Res
     let t = Instant::now();
     let project = Project::open(dir, file)?;
     let targets = project.targets(names)?;
-    let _lock = lock::acquire(&project.store.root, "bench", &|_| {})?;
-    project.store.clean_tmp()?;
-    let reports = build(&project, &targets, &BuildOptions { jobs: 2 }, ui)?;
+    let reports = project.locked_build(&targets, &BuildOptions { jobs: 2 }, ui)?;
     let all_fresh = reports.iter().all(|r| r.status == NodeStatus::Fresh);
     Ok((t.elapsed().as_secs_f64() * 1e3, all_fresh))
 }

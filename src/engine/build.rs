@@ -252,35 +252,35 @@ impl Builder<'_> {
                             self.record_source(idx, parts, key, listing)?,
                         )
                     } else {
+                        // Producers to rebuild before this node reads them:
+                        // temporaries it reads were collected (rerun even
+                        // though the key's build is complete), or an output
+                        // is corrupt (deleted, so an ordinary ensure reruns it).
                         let (corrupt, collected) = self.verify_inputs(idx)?;
-                        if !collected.is_empty() {
+                        let rebuild: Vec<(usize, bool)> = collected
+                            .into_iter()
+                            .map(|j| (j, true))
+                            .chain(corrupt.into_iter().map(|j| (j, false)))
+                            .collect();
+                        if !rebuild.is_empty() {
                             if depth >= 3 {
                                 bail!(
-                                    "inputs keep losing their temporary outputs; run the build again"
+                                    "inputs stay corrupt or incomplete after rebuilding them; run `pai verify --repair` and build again"
                                 );
                             }
-                            for j in collected {
-                                self.ui.message(&format!(
-                                    "rebuilding `{}`: `{}` reads its temporary outputs, which `pai gc --temporaries` deleted",
-                                    self.project.pipeline.nodes[j].name, node.name
-                                ));
-                                let (_, rec) = self.ensure(j, depth + 1, true)?;
-                                self.set_done(j, rec, None);
-                            }
-                            continue;
-                        }
-                        if !corrupt.is_empty() {
-                            if depth >= 3 {
-                                bail!(
-                                    "inputs stay corrupt after rebuilding them; run `pai verify --repair`"
-                                );
-                            }
-                            for j in corrupt {
-                                self.ui.message(&format!(
-                                    "warning: an output of `{}` was corrupt in the store; rebuilding it",
-                                    self.project.pipeline.nodes[j].name
-                                ));
-                                let (_, rec) = self.ensure(j, depth + 1, false)?;
+                            for (j, force) in rebuild {
+                                let producer = &self.project.pipeline.nodes[j].name;
+                                self.ui.message(&if force {
+                                    format!(
+                                        "rebuilding `{producer}`: `{}` reads its temporary outputs, which `pai gc --temporaries` deleted",
+                                        node.name
+                                    )
+                                } else {
+                                    format!(
+                                        "warning: an output of `{producer}` was corrupt in the store; rebuilding it"
+                                    )
+                                });
+                                let (_, rec) = self.ensure(j, depth + 1, force)?;
                                 self.set_done(j, rec, None);
                             }
                             continue;
@@ -321,19 +321,28 @@ impl Builder<'_> {
     fn verify_inputs(&self, idx: usize) -> Result<(Vec<usize>, Vec<usize>)> {
         let p = &self.project.pipeline;
         let store = &self.project.store;
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let node = &p.nodes[idx];
+        // (producer, outputs) of the inputs, copied out of the lock; sources
+        // have no outputs (and their listings can be long), so none are taken.
+        let inputs: Vec<(usize, Vec<RecOutput>)> = {
+            let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v = Vec::new();
+            for name in &node.inputs {
+                let j = p.get(name).context("unknown input")?;
+                let d = done[j]
+                    .as_ref()
+                    .with_context(|| format!("input `{name}` is not built"))?;
+                v.push((j, d.rec.outputs.clone()));
+            }
+            v
+        };
         let mut corrupt = Vec::new();
         let mut collected = Vec::new();
-        let node = &p.nodes[idx];
-        for name in &node.inputs {
-            let j = p.get(name).context("unknown input")?;
-            let d = done[j]
-                .as_ref()
-                .with_context(|| format!("input `{name}` is not built"))?;
-            if node.step.reads_temporaries() && d.rec.outputs.iter().any(|o| o.collected) {
+        for (j, outputs) in inputs {
+            if node.step.reads_temporaries() && outputs.iter().any(|o| o.collected) {
                 collected.push(j);
             }
-            for o in d.rec.live_outputs() {
+            for o in outputs.iter().filter(|o| !o.collected) {
                 let path = store.object_path(&o.hash);
                 let ok = store::hash_file(&path)
                     .map(|(h, _)| h == o.hash)

@@ -62,23 +62,49 @@ pub fn view_name(dir: &Path, file: &Path) -> String {
     }
 }
 
+/// The pipeline file `-f FILE` names in project folder `dir` (default
+/// `Pipeline.toml`), as it is shown in messages.
+pub fn pipeline_path(dir: &Path, file: Option<&Path>) -> PathBuf {
+    let file = file.unwrap_or(Path::new("Pipeline.toml"));
+    if dir == Path::new(".") {
+        file.to_path_buf()
+    } else {
+        dir.join(file)
+    }
+}
+
+/// The store of a project folder, with the refs of the given pipeline file,
+/// for commands that need no parsed pipeline (`gc`, `verify`).
+pub fn store_at(dir: &Path, file: Option<&Path>) -> Store {
+    Store::new(
+        dir.join("cache"),
+        &view_name(dir, &pipeline_path(dir, file)),
+    )
+}
+
 impl Project {
     /// `dir`: the project folder (`-C`); `file`: the pipeline file (`-f`),
     /// relative to `dir`.
     pub fn open(dir: &Path, file: Option<&Path>) -> Result<Project> {
-        let file = file.unwrap_or(Path::new("Pipeline.toml"));
-        let file = if dir == Path::new(".") {
-            file.to_path_buf()
-        } else {
-            dir.join(file)
-        };
-        let pipeline = spec::load(&file)?;
-        let view = view_name(dir, &file);
+        let pipeline = spec::load(&pipeline_path(dir, file))?;
         Ok(Project {
             dir: dir.to_path_buf(),
-            store: Store::new(dir.join("cache"), &view),
+            store: store_at(dir, file),
             pipeline,
         })
+    }
+
+    /// A build as `pai build` runs it: take the store's lock (saying so while
+    /// waiting), clear what killed runs left, build.
+    pub fn locked_build(
+        &self,
+        targets: &[usize],
+        opts: &BuildOptions,
+        ui: &crate::report::Ui,
+    ) -> Result<Vec<NodeReport>> {
+        let _lock = crate::store::lock::acquire(&self.store.root, "build", &|m| ui.message(m))?;
+        self.store.clean_tmp()?;
+        build(self, targets, opts, ui)
     }
 
     /// The targets a user named, or the pipeline's default, or every sink.
@@ -266,7 +292,6 @@ pub fn reasons(
     } else {
         for i in &parts.inputs {
             match old.inputs.iter().find(|o| o.role == i.role) {
-                Some(o) if o.hash == i.hash && o.node == i.node => {}
                 Some(o) if o.hash == i.hash => {}
                 Some(o) if o.node != i.node => {
                     r.push(format!("input `{}` is now `{}`", o.node, i.node))
@@ -351,11 +376,11 @@ pub fn decide(
         && store.complete(&rec)
     {
         if store.read_ref(&node.name).as_deref() == Some(key.as_str()) {
-            return Ok((Decision::Fresh(rec), listing));
+            return Ok((Decision::Fresh(rec), None));
         }
-        return Ok((Decision::Restore(rec), listing));
+        return Ok((Decision::Restore(rec), None));
     }
-    Ok((Decision::Build(parts, key), listing))
+    Ok((Decision::Build(parts, key), None))
 }
 
 /// The record of a source build: its listing is its whole content.
@@ -507,14 +532,7 @@ pub fn undeclared_refs(dir: &Path, store: &Store, ui: &crate::report::Ui) -> Vec
         let file = view
             .pipeline_file()
             .unwrap_or_else(|| dir.join("Pipeline.toml"));
-        let refs: Vec<String> = match std::fs::read_dir(view.refs_dir()) {
-            Ok(rd) => rd
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .filter(|n| !n.starts_with('.'))
-                .collect(),
-            Err(_) => continue,
-        };
+        let refs = view.ref_names();
         if refs.is_empty() {
             continue;
         }
@@ -616,15 +634,6 @@ pub fn du(project: &Project) -> Result<DuReport> {
             dry_run: true,
             temporaries: false,
             keep: 0,
-            drop_refs: drop_refs.clone(),
-        },
-    )?;
-    let with_tmp = gc(
-        store,
-        &GcOptions {
-            dry_run: true,
-            temporaries: true,
-            keep: 0,
             drop_refs,
         },
     )?;
@@ -632,6 +641,6 @@ pub fn du(project: &Project) -> Result<DuReport> {
         nodes,
         cache_bytes: crate::store::dir_size(&store.root),
         reclaimable_bytes: plain.freed_bytes,
-        temporary_bytes: with_tmp.freed_bytes.saturating_sub(plain.freed_bytes),
+        temporary_bytes: plain.temporary_bytes,
     })
 }

@@ -121,6 +121,15 @@ fn same(a: &Tensor, b: &Tensor, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The checks every elementwise kernel needs: f32 tensors of one length.
+fn elementwise(ts: &[&Tensor], what: &str) -> Result<()> {
+    for t in ts {
+        f32t(t, what)?;
+        same(ts[0], t, what)?;
+    }
+    Ok(())
+}
+
 fn distinct(ts: &[&Tensor], what: &str) -> Result<()> {
     for i in 0..ts.len() {
         for j in i + 1..ts.len() {
@@ -588,9 +597,7 @@ pub fn attention_bwd(
 
 /// y = gelu(x) (tanh approximation).
 pub fn gelu(b: &mut Batch, x: &Tensor, y: &Tensor) -> Result<()> {
-    f32t(x, "gelu x")?;
-    f32t(y, "gelu y")?;
-    same(x, y, "gelu")?;
+    elementwise(&[x, y], "gelu")?;
     distinct(&[x, y], "gelu")?;
     let d = b.gpu.dummy();
     let d2 = rw_dummy(b)?;
@@ -604,8 +611,7 @@ pub fn gelu(b: &mut Batch, x: &Tensor, y: &Tensor) -> Result<()> {
 
 /// dx (+)= gelu'(x)·dy.
 pub fn gelu_bwd(b: &mut Batch, x: &Tensor, dy: &Tensor, dx: &Tensor, acc: bool) -> Result<()> {
-    same(x, dy, "gelu_bwd")?;
-    same(x, dx, "gelu_bwd")?;
+    elementwise(&[x, dy, dx], "gelu_bwd")?;
     distinct(&[x, dy, dx], "gelu_bwd")?;
     let d2 = rw_dummy(b)?;
     b.dispatch(
@@ -618,8 +624,7 @@ pub fn gelu_bwd(b: &mut Batch, x: &Tensor, dy: &Tensor, dx: &Tensor, acc: bool) 
 
 /// y = a + b.
 pub fn add(b: &mut Batch, x: &Tensor, y: &Tensor, out: &Tensor) -> Result<()> {
-    same(x, y, "add")?;
-    same(x, out, "add")?;
+    elementwise(&[x, y, out], "add")?;
     distinct(&[x, out], "add")?;
     distinct(&[y, out], "add")?;
     let d2 = rw_dummy(b)?;
@@ -633,8 +638,7 @@ pub fn add(b: &mut Batch, x: &Tensor, y: &Tensor, out: &Tensor) -> Result<()> {
 
 /// Residual backward: da (+)= dy, db (+)= dy.
 pub fn residual_bwd(b: &mut Batch, dy: &Tensor, da: &Tensor, db: &Tensor, acc: bool) -> Result<()> {
-    same(dy, da, "residual_bwd")?;
-    same(dy, db, "residual_bwd")?;
+    elementwise(&[dy, da, db], "residual_bwd")?;
     distinct(&[dy, da, db], "residual_bwd")?;
     let d = b.gpu.dummy();
     b.dispatch(

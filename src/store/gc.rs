@@ -34,6 +34,9 @@ pub struct GcReport {
     pub tmp_bytes: u64,
     pub kept_objects: usize,
     pub kept_bytes: u64,
+    /// Of the kept bytes, those only temporary and log outputs of current
+    /// builds hold: what `--temporaries` would free on top.
+    pub temporary_bytes: u64,
 }
 
 /// Every view of the store, the main one first.
@@ -54,16 +57,9 @@ pub fn views(store: &Store) -> Vec<Store> {
 pub fn roots(store: &Store) -> Vec<(Store, String, String)> {
     let mut out = Vec::new();
     for view in views(store) {
-        if let Ok(rd) = fs::read_dir(view.refs_dir()) {
-            let mut names: Vec<String> = rd
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect();
-            names.sort();
-            for n in names.into_iter().filter(|n| !n.starts_with('.')) {
-                if let Some(k) = view.read_ref(&n) {
-                    out.push((Store::new(store.root.clone(), &view.view), n, k));
-                }
+        for n in view.ref_names() {
+            if let Some(k) = view.read_ref(&n) {
+                out.push((Store::new(store.root.clone(), &view.view), n, k));
             }
         }
     }
@@ -112,6 +108,9 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
     }
 
     let mut reachable: HashSet<String> = HashSet::new();
+    // Objects held only as temporaries of current builds (see temporary_bytes).
+    let mut temporary: HashSet<String> = HashSet::new();
+    let mut held: HashSet<String> = HashSet::new();
     let mut changed: Vec<Record> = Vec::new();
     for (path, rec) in &records {
         match rec {
@@ -132,7 +131,16 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
                         changed.push(rec.clone());
                     }
                 }
-                reachable.extend(rec.live_outputs().map(|o| o.hash.clone()));
+                for o in rec.live_outputs() {
+                    let temp = current.contains(&rec.key)
+                        && matches!(o.retention, Retention::Temporary | Retention::Log);
+                    if temp {
+                        temporary.insert(o.hash.clone());
+                    } else {
+                        held.insert(o.hash.clone());
+                    }
+                    reachable.insert(o.hash.clone());
+                }
             }
             _ => {
                 report.deleted_records += 1;
@@ -150,12 +158,16 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             store.write_record(rec)?;
         }
         // Relink what no longer matches, also after a gc killed before this step.
+        let by_key: std::collections::HashMap<&str, &Record> = records
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().map(|r| (r.key.as_str(), r)))
+            .collect();
         for (view, node, key) in &roots {
             let rec = changed
                 .iter()
                 .find(|r| &r.key == key)
-                .cloned()
-                .or_else(|| view.record(key));
+                .or_else(|| by_key.get(key.as_str()).copied())
+                .cloned();
             if let Some(rec) = rec
                 && !rec.outputs.is_empty()
                 && !view.out_current(node, &rec)
@@ -190,6 +202,9 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         if reachable.contains(&hash) {
             report.kept_objects += 1;
             report.kept_bytes += bytes;
+            if temporary.contains(&hash) && !held.contains(&hash) {
+                report.temporary_bytes += bytes;
+            }
             continue;
         }
         report.deleted_objects += 1;

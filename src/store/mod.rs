@@ -254,6 +254,21 @@ impl Store {
         (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_string())
     }
 
+    /// Node names with a ref in this view, sorted (half-written `.tmp` refs
+    /// of killed runs left out).
+    pub fn ref_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = match fs::read_dir(self.refs_dir()) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names
+    }
+
     pub fn write_ref(&self, node: &str, key: &str) -> Result<()> {
         write_atomic(&self.refs_dir().join(node), format!("{key}\n").as_bytes())
     }
