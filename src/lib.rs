@@ -10,6 +10,7 @@ pub mod engine;
 pub mod formats;
 pub mod gpu;
 pub mod graph;
+pub mod model;
 pub mod report;
 pub mod spec;
 pub mod steps;
