@@ -92,13 +92,24 @@ fn one_optimizer_step_agrees_between_the_gpu_and_the_cpu_reference() {
     assert!((cpu.grad_norm - g.grad_norm).abs() <= 1e-4 * cpu.grad_norm);
     // A random model's loss is about ln(V).
     assert!((cpu.loss - (301f32).ln()).abs() < 0.5, "{}", cpu.loss);
+    println!("loss {} norm {}", cpu.loss, cpu.grad_norm);
+    let mut worst = (0.0, 0.0);
     for (i, s) in specs(&cfg).iter().enumerate() {
+        worst.0 = rel(&g.grads[i], &cpu.grads[i]).max(worst.0);
+        worst.1 = rel(&g.params[i], &cpu.params[i]).max(worst.1);
         let e = rel(&g.grads[i], &cpu.grads[i]);
         assert!(e < 1e-4, "gradient of {}: relative error {e:e}", s.name);
         let e = rel(&g.params[i], &cpu.params[i]);
         assert!(e < 1e-4, "updated {}: relative error {e:e}", s.name);
-        assert_ne!(bits(&[cpu.params[i].clone()]), bits(&[w.tensors[i].clone()]));
+        assert_ne!(
+            bits(&[cpu.params[i].clone()]),
+            bits(&[w.tensors[i].clone()])
+        );
     }
+    println!(
+        "worst relative error: gradients {:e}, parameters {:e}",
+        worst.0, worst.1
+    );
 }
 
 #[test]
@@ -130,6 +141,7 @@ fn the_whole_model_gradient_matches_finite_differences_on_the_cpu_reference() {
         let mut m = Model::new(&mut ops, w, 2).unwrap();
         m.loss(&mut ops, &data).unwrap() as f64
     };
+    // f32 losses of about 3 put a noise floor near 1e-5 on these differences.
     let h = 1e-2;
     let sp = specs(&cfg);
     let mut checked = 0;
@@ -154,7 +166,7 @@ fn the_whole_model_gradient_matches_finite_differences_on_the_cpu_reference() {
             let fd = (up - down) / (hi as f64 - lo as f64);
             let an = g[j] as f64;
             assert!(
-                (fd - an).abs() <= 2e-2 * an.abs() + 2e-3 * scale + 1e-5,
+                (fd - an).abs() <= 1e-2 * an.abs() + 1e-3 * scale + 1e-6,
                 "{}[{j}]: finite difference {fd:e}, backward {an:e} (tensor scale {scale:e})",
                 s.name
             );
@@ -238,7 +250,10 @@ fn loss_evaluates_fewer_rows_than_the_batch_and_ignores_the_padding() {
     let mut bad = row.to_vec();
     bad[3] = 301;
     let e = one.loss(&mut ops, &bad).unwrap_err().to_string();
-    assert!(e.contains("token id 301") && e.contains("position 3"), "{e}");
+    assert!(
+        e.contains("token id 301") && e.contains("position 3"),
+        "{e}"
+    );
     let e = one.grads(&mut ops).unwrap_err().to_string();
     assert!(e.contains("train_step"), "{e}");
 }
@@ -265,8 +280,7 @@ fn header(bytes: &[u8]) -> serde_json::Map<String, Value> {
 }
 
 #[test]
-fn weights_round_trip_through_safetensors_with_the_names_shapes_and_dtypes_transformers_expects()
-{
+fn weights_round_trip_through_safetensors_with_the_names_shapes_and_dtypes_transformers_expects() {
     let cfg = one_layer();
     let w = Weights::init(cfg, 0.02, 5);
     let bytes = w.to_safetensors().unwrap();
@@ -338,13 +352,19 @@ fn a_weights_file_with_a_wrong_shape_or_a_missing_tensor_is_refused_naming_the_t
         "{e}"
     );
     // Another configuration's file.
-    let other = GptConfig {
-        n_layer: 2,
-        ..cfg
-    };
-    let e = format!("{:#}", Weights::from_safetensors(&other, &w.to_safetensors().unwrap()).unwrap_err());
-    assert!(e.contains("transformer.h.1.") && e.contains("missing"), "{e}");
-    let e = format!("{:#}", Weights::from_safetensors(&cfg, b"not a file").unwrap_err());
+    let other = GptConfig { n_layer: 2, ..cfg };
+    let e = format!(
+        "{:#}",
+        Weights::from_safetensors(&other, &w.to_safetensors().unwrap()).unwrap_err()
+    );
+    assert!(
+        e.contains("transformer.h.1.") && e.contains("missing"),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        Weights::from_safetensors(&cfg, b"not a file").unwrap_err()
+    );
     assert!(e.contains("not a valid safetensors file"), "{e}");
 }
 
@@ -360,9 +380,16 @@ fn init_is_deterministic_and_has_gpt2_statistics() {
         a.to_safetensors().unwrap(),
         Weights::init(cfg, 0.02, 2).to_safetensors().unwrap()
     );
-    // Pinned: the first values of wte for seed 1 (a change of generator shows here).
+    // Pinned: a change of generator or layout order shows here (the same on every machine).
     let first: Vec<u32> = a.tensors[0][..2].iter().map(|v| v.to_bits()).collect();
-    println!("wte[..2] bits {first:08x?}");
+    assert_eq!(first, [0x3d07_1af9, 0x3881_d62c]);
+    let hash = blake3::hash(&a.to_safetensors().unwrap())
+        .to_hex()
+        .to_string();
+    assert_eq!(
+        hash,
+        "be876f4e757194bab64110c5681c1a1e0fc2c57a1891ef607949aca75fa893e7"
+    );
     let stats = |x: &[f32]| {
         let n = x.len() as f64;
         let m = x.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -385,7 +412,11 @@ fn init_is_deterministic_and_has_gpt2_statistics() {
         };
         let tol = 4.0 * want / (t.len() as f64).sqrt();
         assert!(m.abs() < tol, "{}: mean {m}", s.name);
-        assert!((sd - want).abs() < want * 0.05, "{}: std {sd}, want {want}", s.name);
+        assert!(
+            (sd - want).abs() < want * 0.05,
+            "{}: std {sd}, want {want}",
+            s.name
+        );
         assert_eq!(s.decay, s.shape.len() == 2);
     }
     // Different tensors draw different streams.
@@ -410,18 +441,30 @@ fn optimizer_state_and_checkpoints_round_trip_bit_identically() {
     };
     let bytes = opt_to_safetensors(&cfg, &s).unwrap();
     let back = opt_from_safetensors(&cfg, &bytes).unwrap();
-    assert_eq!((bits(&back.m), bits(&back.v), back.step), (bits(&s.m), bits(&s.v), 1234));
+    assert_eq!(
+        (bits(&back.m), bits(&back.v), back.step),
+        (bits(&s.m), bits(&s.v), 1234)
+    );
     let h = header(&bytes);
     assert_eq!(h["step"]["dtype"], "I64");
-    assert_eq!(h["m.transformer.h.0.mlp.c_fc.weight"]["shape"], json!([32, 8]));
+    assert_eq!(
+        h["m.transformer.h.0.mlp.c_fc.weight"]["shape"],
+        json!([32, 8])
+    );
 
     let ck = checkpoint_to_safetensors(&w, &s).unwrap();
     assert_eq!(ck, checkpoint_to_safetensors(&w, &s).unwrap());
     let (w2, s2) = checkpoint_from_safetensors(&cfg, &ck).unwrap();
     assert_eq!(bits(&w2.tensors), bits(&w.tensors));
-    assert_eq!((bits(&s2.m), bits(&s2.v), s2.step), (bits(&s.m), bits(&s.v), 1234));
+    assert_eq!(
+        (bits(&s2.m), bits(&s2.v), s2.step),
+        (bits(&s.m), bits(&s.v), 1234)
+    );
     // A weights-only file is not a checkpoint.
-    let e = format!("{:#}", checkpoint_from_safetensors(&cfg, &w.to_safetensors().unwrap()).unwrap_err());
+    let e = format!(
+        "{:#}",
+        checkpoint_from_safetensors(&cfg, &w.to_safetensors().unwrap()).unwrap_err()
+    );
     assert!(e.contains("missing") && e.contains("m.transformer"), "{e}");
 }
 
@@ -434,7 +477,11 @@ fn the_model_resumes_from_its_optimizer_state_exactly() {
     let mut ops = CpuOps;
     let mut a = Model::new(&mut ops, &w, 2).unwrap();
     a.train_step(&mut ops, &d1, &h, 1).unwrap();
-    let saved = checkpoint_to_safetensors(&a.weights(&mut ops).unwrap(), &a.opt_state(&mut ops, 1).unwrap()).unwrap();
+    let saved = checkpoint_to_safetensors(
+        &a.weights(&mut ops).unwrap(),
+        &a.opt_state(&mut ops, 1).unwrap(),
+    )
+    .unwrap();
     a.train_step(&mut ops, &d2, &h, 2).unwrap();
     let (w1, s1) = checkpoint_from_safetensors(&cfg, &saved).unwrap();
     let mut b = Model::new(&mut ops, &w1, 2).unwrap();
@@ -485,15 +532,15 @@ fn the_config_checks_its_sizes_and_round_trips_through_hugging_face_config_json(
     bad.as_object_mut().unwrap().remove("n_head");
     let e = GptConfig::from_hf_config(&bad).unwrap_err().to_string();
     assert!(e.contains("\"n_head\""), "{e}");
-    let e = GptConfig {
-        n_head: 3,
-        ..cfg
-    }
-    .check()
-    .unwrap_err()
-    .to_string();
+    let e = GptConfig { n_head: 3, ..cfg }
+        .check()
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("n_head 3") && e.contains("33"), "{e}");
     // 2 + L·12 + 2 tensors: V·C + T·C + L·(12C² + 13C) + 2C.
     let (v, t, c, l) = (301, 7, 32, 2);
-    assert_eq!(cfg.param_count(), v * c + t * c + l * (12 * c * c + 13 * c) + 2 * c);
+    assert_eq!(
+        cfg.param_count(),
+        v * c + t * c + l * (12 * c * c + 13 * c) + 2 * c
+    );
 }

@@ -118,7 +118,9 @@ impl<'a> Reader<'a> {
             );
         }
         if let Some(x) = have.difference(&want).next() {
-            bail!("{what}: unexpected tensor {x:?}; the file is not a {what} for this configuration");
+            bail!(
+                "{what}: unexpected tensor {x:?}; the file is not a {what} for this configuration"
+            );
         }
         Ok(())
     }

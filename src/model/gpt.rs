@@ -93,11 +93,13 @@ impl<O: Ops> Model<O> {
     pub fn new(ops: &mut O, w: &Weights, batch: usize) -> Result<Self> {
         w.check()?;
         ensure!(batch > 0, "batch is 0; train on at least one row");
-        let t = DeviceTensors::build(&w.cfg, batch, &mut |s| match s.init {
-            Init::Param(i) => ops.upload(&w.tensors[i], s.shape),
-            Init::Zeros => ops.zeros(s.shape),
-        }
-        .with_context(|| format!("allocating {} {:?} on the device", s.name, s.shape)))?;
+        let t = DeviceTensors::build(&w.cfg, batch, &mut |s| {
+            match s.init {
+                Init::Param(i) => ops.upload(&w.tensors[i], s.shape),
+                Init::Zeros => ops.zeros(s.shape),
+            }
+            .with_context(|| format!("allocating {} {:?} on the device", s.name, s.shape))
+        })?;
         Ok(Self {
             cfg: w.cfg,
             batch,
@@ -151,7 +153,11 @@ impl<O: Ops> Model<O> {
         let mut inputs = Vec::with_capacity(self.batch * t);
         let mut targets = Vec::with_capacity(self.batch * t);
         for r in 0..self.batch {
-            let row = if r < n { &rows[r * w..(r + 1) * w] } else { &rows[..w] };
+            let row = if r < n {
+                &rows[r * w..(r + 1) * w]
+            } else {
+                &rows[..w]
+            };
             inputs.extend_from_slice(&row[..t]);
             targets.extend_from_slice(&row[1..]);
         }
@@ -165,7 +171,11 @@ impl<O: Ops> Model<O> {
         encoder_forward(ops, &a.encoded, tokens, &p[0], &p[1])?;
         for l in 0..self.cfg.n_layer {
             let (w, x) = (block(p, l), &a.layers[l]);
-            let inp = if l == 0 { &a.encoded } else { &a.layers[l - 1].res3 };
+            let inp = if l == 0 {
+                &a.encoded
+            } else {
+                &a.layers[l - 1].res3
+            };
             block_forward(ops, x, &w, inp, s)?;
         }
         let last = self.last_residual();
@@ -198,12 +208,7 @@ impl<O: Ops> Model<O> {
 
     /// Backward pass from `dlogits` into every parameter gradient.
     fn backward(&self, ops: &mut O, index: &O::Index) -> Result<()> {
-        let (p, g, a, sc) = (
-            &self.t.params,
-            &self.t.grads,
-            &self.t.acts,
-            &self.t.scratch,
-        );
+        let (p, g, a, sc) = (&self.t.params, &self.t.grads, &self.t.acts, &self.t.scratch);
         let s = self.attn_shape();
         let nl = 2 + self.cfg.n_layer * PER_LAYER;
         // Tied output: dlnf = dlogits·wte (its dW goes onto dwte at the end).
@@ -221,7 +226,11 @@ impl<O: Ops> Model<O> {
             false,
         )?;
         for l in (0..self.cfg.n_layer).rev() {
-            let inp = if l == 0 { &a.encoded } else { &a.layers[l - 1].res3 };
+            let inp = if l == 0 {
+                &a.encoded
+            } else {
+                &a.layers[l - 1].res3
+            };
             block_backward(ops, &block(g, l), sc, &a.layers[l], &block(p, l), inp, s)?;
         }
         // dres now holds d(encoded). The embedding gradient first, then the logits' dW onto
@@ -270,7 +279,15 @@ impl<O: Ops> Model<O> {
         let clip = (h.grad_clip > 0.0).then_some(&self.t.clip);
         for i in 0..self.t.params.len() {
             let tt = &self.t;
-            ops.adamw(&adam, step, &tt.params[i], &tt.grads[i], &tt.m[i], &tt.v[i], clip)?;
+            ops.adamw(
+                &adam,
+                step,
+                &tt.params[i],
+                &tt.grads[i],
+                &tt.m[i],
+                &tt.v[i],
+                clip,
+            )?;
         }
         let losses = ops.read(&self.t.acts.losses)?;
         let clip = ops.read(&self.t.clip)?;
@@ -363,7 +380,15 @@ fn block_forward<O: Ops>(
     attention_forward(ops, &x.atty, &x.att, &x.qkv, s)?;
     linear_forward(ops, &x.attproj, &x.atty, w.projw, Some(w.projb))?;
     residual_forward(ops, &x.res2, inp, &x.attproj)?;
-    layernorm_forward(ops, &x.ln2, &x.ln2_mean, &x.ln2_rstd, &x.res2, w.ln2w, w.ln2b)?;
+    layernorm_forward(
+        ops,
+        &x.ln2,
+        &x.ln2_mean,
+        &x.ln2_rstd,
+        &x.res2,
+        w.ln2w,
+        w.ln2b,
+    )?;
     linear_forward(ops, &x.fch, &x.ln2, w.fcw, Some(w.fcb))?;
     gelu_forward(ops, &x.fch_gelu, &x.fch)?;
     linear_forward(ops, &x.fcproj, &x.fch_gelu, w.fcprojw, Some(w.fcprojb))?;
@@ -407,7 +432,15 @@ fn block_backward<O: Ops>(
         true,
     )?;
     // res2 = inp + attproj: d(attproj) = dres (now d(res2)).
-    linear_backward(ops, &sc.datty, g.projw, Some(g.projb), dres, &x.atty, w.projw)?;
+    linear_backward(
+        ops,
+        &sc.datty,
+        g.projw,
+        Some(g.projb),
+        dres,
+        &x.atty,
+        w.projw,
+    )?;
     attention_backward(ops, &sc.dqkv, &sc.datt, &sc.datty, &x.qkv, &x.att, s)?;
     linear_backward(ops, &sc.dln, g.qkvw, Some(g.qkvb), &sc.dqkv, &x.ln1, w.qkvw)?;
     layernorm_backward(

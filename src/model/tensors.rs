@@ -81,13 +81,7 @@ impl<X> DeviceTensors<X> {
         batch: usize,
         alloc: &mut dyn FnMut(Slot) -> Result<X>,
     ) -> Result<Self> {
-        let (b, t, c, nh, v) = (
-            batch,
-            cfg.context,
-            cfg.n_embd,
-            cfg.n_head,
-            cfg.vocab_size,
-        );
+        let (b, t, c, nh, v) = (batch, cfg.context, cfg.n_embd, cfg.n_head, cfg.vocab_size);
         let sp = specs(cfg);
         let mut params = Vec::with_capacity(sp.len());
         for (i, s) in sp.iter().enumerate() {

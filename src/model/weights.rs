@@ -166,7 +166,11 @@ impl Weights {
             .zip(&self.tensors)
             .map(|(s, t)| {
                 if s.is_conv1d() {
-                    Entry::f32(&s.name, &s.hf_shape(), &transpose(t, s.shape[0], s.shape[1]))
+                    Entry::f32(
+                        &s.name,
+                        &s.hf_shape(),
+                        &transpose(t, s.shape[0], s.shape[1]),
+                    )
                 } else {
                     Entry::f32(&s.name, &s.shape, t)
                 }
