@@ -204,7 +204,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     .map(|n| n.get())
                     .unwrap_or(1)
             });
-            let reports = project.locked_build(&targets, &BuildOptions { jobs }, &ui)?;
+            let reports = project.locked_build(
+                &targets,
+                &BuildOptions {
+                    jobs,
+                    adapter: cli.adapter.clone(),
+                },
+                &ui,
+            )?;
             let ok = reports.iter().all(|r| {
                 matches!(
                     r.status,
@@ -286,6 +293,24 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                         println!("  - {}", r.as_str().unwrap_or(""));
                     }
                 }
+                if let Some(r) = v["ran_on"].as_object() {
+                    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                    println!(
+                        "  built on:     {} ({}, {}, {}); not part of the key",
+                        s("adapter"),
+                        s("backend"),
+                        s("device_type"),
+                        s("driver")
+                    );
+                    let kernels: Vec<&str> = r
+                        .get("kernels")
+                        .and_then(|k| k.as_array())
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| k.as_str())
+                        .collect();
+                    println!("  kernels run:  {}", kernels.join(", "));
+                }
                 if let Some(si) = v["stale_inputs"].as_array() {
                     for s in si {
                         println!(
@@ -319,11 +344,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let store = store_for(cli)?;
             let _lock = lock::acquire(&store.root, "gc", &|m| ui.message(m))?;
             let drop_refs = engine::undeclared_refs(&project_dir(cli), &store, &ui);
+            let work_keys = engine::pending_keys(&project_dir(cli), &store);
             let opts = |dry_run: bool, temporaries: bool| gc::GcOptions {
                 dry_run,
                 temporaries,
                 keep: *keep,
                 drop_refs: drop_refs.clone(),
+                work_keys: work_keys.clone(),
             };
             // Over the size limit after a plain gc: temporaries go too.
             let mut temporaries = *temporaries;
@@ -351,11 +378,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     println!("{verb} the builds of `{n}`: no pipeline file declares it any more");
                 }
                 println!(
-                    "{verb} {} objects and {} records{}, freeing {}",
+                    "{verb} {} objects and {} records{}{}, freeing {}",
                     r.deleted_objects,
                     r.deleted_records,
                     if r.collected_outputs > 0 {
                         format!(" ({} temporary outputs)", r.collected_outputs)
+                    } else {
+                        String::new()
+                    },
+                    if r.deleted_work > 0 {
+                        format!(
+                            " and {} abandoned work folders ({})",
+                            r.deleted_work,
+                            report::size(r.work_bytes)
+                        )
                     } else {
                         String::new()
                     },
@@ -604,9 +640,9 @@ fn kinds_json() -> serde_json::Value {
                 steps::Inputs::Slots(slots) => serde_json::to_value(slots).unwrap_or_default(),
                 steps::Inputs::Any => json!("any"),
             };
-            let outputs = s.outputs(&steps::default_params(*s)).map(|o| serde_json::to_value(o).unwrap_or_default()).ok();
+            let outputs = s.outputs(&steps::default_params(s)).map(|o| serde_json::to_value(o).unwrap_or_default()).ok();
             json!({
-                "kind": s.kind(), "version": s.version(), "doc": s.doc(), "gpu": s.uses_gpu(&steps::default_params(*s)),
+                "kind": s.kind(), "version": s.version(), "doc": s.doc(), "gpu": s.uses_gpu(&steps::default_params(s)),
                 "params": params, "inputs": inputs, "outputs": outputs,
             })
         })

@@ -50,7 +50,14 @@ fn noop_build(dir: &Path, file: Option<&Path>, names: &[String], ui: &Ui) -> Res
     let t = Instant::now();
     let project = Project::open(dir, file)?;
     let targets = project.targets(names)?;
-    let reports = project.locked_build(&targets, &BuildOptions { jobs: 2 }, ui)?;
+    let reports = project.locked_build(
+        &targets,
+        &BuildOptions {
+            jobs: 2,
+            adapter: None,
+        },
+        ui,
+    )?;
     let all_fresh = reports.iter().all(|r| r.status == NodeStatus::Fresh);
     Ok((t.elapsed().as_secs_f64() * 1e3, all_fresh))
 }
@@ -73,7 +80,10 @@ pub fn engine(
         build(
             &project,
             &default_targets,
-            &BuildOptions { jobs: 2 },
+            &BuildOptions {
+                jobs: 2,
+                adapter: None,
+            },
             &quiet,
         )?
     };

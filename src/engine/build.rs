@@ -12,11 +12,14 @@ use serde::Serialize;
 
 use super::{Decision, KeyParts, Project, decide, source::Listing};
 use crate::report::Ui;
-use crate::steps::{InputFile, InputView, OutputDecl, StepCtx};
-use crate::store::{self, RecFile, RecOutput, Record, Store};
+use crate::steps::{InputFile, InputView, LazyGpu, OutputDecl, StepCtx};
+use crate::store::{self, RanOn, RecFile, RecOutput, Record, Store};
 
 pub struct BuildOptions {
     pub jobs: usize,
+    /// The GPU adapter to open (a name substring or backend), from `--adapter`
+    /// or `PAI_ADAPTER`; `None`: the best one found.
+    pub adapter: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -49,6 +52,9 @@ pub struct NodeReport {
     pub key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a node that was built says of its result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// A node that is done: its record and, for a source, where its files are.
@@ -62,7 +68,10 @@ struct Builder<'a> {
     project: &'a Project,
     ui: &'a Ui,
     done: Mutex<Vec<Option<Done>>>,
-    gpu: Mutex<()>,
+    /// The single GPU slot: held by a GPU node for its whole run.
+    gpu_slot: Mutex<()>,
+    /// The build's device, opened by the first step that asks for it.
+    gpu: LazyGpu,
 }
 
 /// Builds the targets and what they need. Returns one report per node in
@@ -82,7 +91,8 @@ pub fn build(
         project,
         ui,
         done: Mutex::new(vec![None; n]),
-        gpu: Mutex::new(()),
+        gpu_slot: Mutex::new(()),
+        gpu: LazyGpu::new(opts.adapter.clone()),
     };
     let deps: Vec<Vec<usize>> = project
         .pipeline
@@ -139,7 +149,13 @@ pub fn build(
             }
             let Ok((idx, r)) = rx.recv() else { break };
             running -= 1;
-            ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
+            ui.node_line(
+                &r.name,
+                r.status.word(),
+                r.seconds,
+                r.error.as_deref(),
+                r.summary.as_deref(),
+            );
             if r.status == NodeStatus::Failed {
                 failed.insert(idx);
                 stop = true;
@@ -168,8 +184,15 @@ fn skipped(project: &Project, idx: usize, why: &str, ui: &Ui) -> NodeReport {
         seconds: 0.0,
         key: None,
         error: Some(why.into()),
+        summary: None,
     };
-    ui.node_line(&r.name, r.status.word(), r.seconds, r.error.as_deref());
+    ui.node_line(
+        &r.name,
+        r.status.word(),
+        r.seconds,
+        r.error.as_deref(),
+        None,
+    );
     r
 }
 
@@ -182,6 +205,7 @@ impl Builder<'_> {
                 name,
                 status,
                 seconds: start.elapsed().as_secs_f64(),
+                summary: rec.summary.filter(|_| status == NodeStatus::Built),
                 key: Some(rec.key),
                 error: None,
             },
@@ -191,6 +215,7 @@ impl Builder<'_> {
                 seconds: start.elapsed().as_secs_f64(),
                 key: None,
                 error: Some(format!("{e:#}")),
+                summary: None,
             },
         }
     }
@@ -423,34 +448,95 @@ impl Builder<'_> {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let work = store.open_work(&key)?;
         let start = Instant::now();
         let progress = self.ui.node_progress(&node.name);
-        let result = {
-            let _gpu = if node.step.uses_gpu(&node.params) {
-                Some(self.gpu.lock().unwrap_or_else(|e| e.into_inner()))
-            } else {
-                None
-            };
+        let uses_gpu = node.step.uses_gpu(&node.params);
+        let summary = Mutex::new(None::<String>);
+        let (result, ran_on) = {
+            let _slot = uses_gpu.then(|| self.gpu_slot.lock().unwrap_or_else(|e| e.into_inner()));
+            if let Some(g) = self.gpu.opened() {
+                g.take_dispatched();
+            }
             let ctx = StepCtx {
                 node: &node.name,
                 params: &node.params,
                 inputs: &inputs,
                 out_dir: &tmp,
+                work_dir: &work.path,
                 project_dir: &self.project.dir,
                 progress: &|pos, len, unit| progress.set(pos, len, unit),
+                message: &|m| progress.message(m),
+                summary: &|m| *summary.lock().unwrap_or_else(|e| e.into_inner()) = Some(m.into()),
+                gpu: uses_gpu.then_some(&self.gpu),
             };
-            node.step.run(&ctx)
+            let result = node.step.run(&ctx);
+            let ran_on = self.gpu.opened().filter(|_| uses_gpu).map(|g| {
+                let i = &g.info;
+                RanOn {
+                    adapter: i.name.clone(),
+                    backend: format!("{:?}", i.backend),
+                    device_type: format!("{:?}", i.device_type),
+                    driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+                    kernels: g.take_dispatched().into_iter().collect(),
+                }
+            });
+            (result, ran_on)
         };
         progress.finish();
         let seconds = start.elapsed().as_secs_f64();
-        let committed = result
-            .and_then(|()| commit(store, node.name.as_str(), &tmp, &decls, parts, key, seconds));
+        let result = result.and_then(|()| undeclared_kernels(node, ran_on.as_ref()));
+        let committed = result.and_then(|()| {
+            commit(
+                store,
+                node.name.as_str(),
+                &tmp,
+                &decls,
+                parts,
+                key,
+                seconds,
+                ran_on,
+                summary.into_inner().unwrap_or_else(|e| e.into_inner()),
+            )
+        });
         if tmp.exists() {
             store::make_writable(&tmp);
             fs::remove_dir_all(&tmp).ok();
         }
+        // A committed key needs no resumable state; a failed one keeps what
+        // it wrote there.
+        let empty = fs::read_dir(&work.path).is_ok_and(|mut d| d.next().is_none());
+        if committed.is_ok() || empty {
+            store.remove_work(work)?;
+        }
         committed
     }
+}
+
+/// A node that dispatched a kernel its kind does not declare fails: that
+/// kernel's source is not in its key, so an edit to it would not rebuild.
+fn undeclared_kernels(node: &crate::spec::Node, ran_on: Option<&RanOn>) -> Result<()> {
+    let Some(r) = ran_on else { return Ok(()) };
+    let declared = node.step.kernel_names();
+    let missing: Vec<&String> = r
+        .kernels
+        .iter()
+        .filter(|k| !declared.contains(*k))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "node `{}` dispatched kernels its kind `{}` does not declare: {}; add them to the \
+             kind's `kernels` so their source is part of its key",
+            node.name,
+            node.kind(),
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Files under `dir`, as '/'-separated relative names.
@@ -473,6 +559,7 @@ fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// Moves a finished node's outputs into the store and records the build:
 /// objects, then the record, then the ref, then `out/`.
+#[allow(clippy::too_many_arguments)]
 fn commit(
     store: &Store,
     node: &str,
@@ -481,6 +568,8 @@ fn commit(
     parts: KeyParts,
     key: String,
     seconds: f64,
+    ran_on: Option<RanOn>,
+    summary: Option<String>,
 ) -> Result<Record> {
     let files = files_under(tmp)?;
     for d in decls.iter().filter(|d| d.required) {
@@ -529,6 +618,8 @@ fn commit(
         files: Vec::new(),
         seconds,
         built_at: store::now_secs(),
+        ran_on,
+        summary,
     };
     store.write_record(&rec)?;
     store.write_ref(node, &rec.key)?;
@@ -536,6 +627,14 @@ fn commit(
     Ok(rec)
 }
 
+/// What dependents key on: every output but logs (a log holds wall-clock
+/// figures, which differ run to run; a rebuild with the same artifacts must
+/// not rebuild what follows).
 pub fn content_hash(outputs: &[RecOutput]) -> String {
-    store::pairs_hash(outputs.iter().map(|o| (o.name.as_str(), o.hash.as_str())))
+    store::pairs_hash(
+        outputs
+            .iter()
+            .filter(|o| o.retention != crate::steps::Retention::Log)
+            .map(|o| (o.name.as_str(), o.hash.as_str())),
+    )
 }

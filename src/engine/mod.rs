@@ -1,5 +1,5 @@
 //! The build engine: action keys, what is stale and why, and the scheduler.
-//! It knows node kinds only through `steps::Step`, and nothing of tokenizers
+//! It knows node kinds only through `steps::Kind`, and nothing of tokenizers
 //! or models.
 
 use std::path::{Path, PathBuf};
@@ -138,7 +138,7 @@ pub struct KeyParts {
 
 /// A kind's implementation version, which `PAI_KIND_VERSION=kind=N,...` can
 /// override so tests can show that a new implementation rebuilds its nodes.
-pub fn kind_version(step: &dyn crate::steps::Step) -> u32 {
+pub fn kind_version(step: &crate::steps::Kind) -> u32 {
     if let Ok(spec) = std::env::var("PAI_KIND_VERSION") {
         for part in spec.split(',') {
             if let Some((k, v)) = part.split_once('=')
@@ -404,6 +404,8 @@ pub fn source_record(
         files: listing.files.clone(),
         seconds: 0.0,
         built_at: crate::store::now_secs(),
+        ran_on: None,
+        summary: None,
     }
 }
 
@@ -508,6 +510,10 @@ pub fn explain(project: &Project, idx: usize) -> Result<Json> {
         .find(|s| s.name == node.name)
         .context("node missing from its own plan")?;
     let current = project.store.read_ref(&node.name);
+    let ran_on = current
+        .as_deref()
+        .and_then(|k| project.store.record(k))
+        .and_then(|r| r.ran_on);
     let blockers: Vec<&NodeState> = states
         .iter()
         .filter(|s| s.name != node.name && s.stale)
@@ -520,6 +526,7 @@ pub fn explain(project: &Project, idx: usize) -> Result<Json> {
         "key": me.key,
         "current_key": current,
         "reasons": me.reasons,
+        "ran_on": ran_on,
         "stale_inputs": blockers.iter().map(|s| json!({"name": s.name, "action": s.action, "reasons": s.reasons})).collect::<Vec<_>>(),
     }))
 }
@@ -555,6 +562,35 @@ pub fn undeclared_refs(dir: &Path, store: &Store, ui: &crate::report::Ui) -> Vec
         }
     }
     out
+}
+
+/// The action keys the nodes of every pipeline file in the store would have
+/// now (stale or fresh): the work folders `gc` keeps. `None` when a pipeline
+/// file is gone, does not parse or cannot be planned (then gc keeps them all).
+pub fn pending_keys(dir: &Path, store: &Store) -> Option<std::collections::HashSet<String>> {
+    let mut keys = std::collections::HashSet::new();
+    for view in crate::store::gc::views(store) {
+        let file = view
+            .pipeline_file()
+            .unwrap_or_else(|| dir.join("Pipeline.toml"));
+        if view.ref_names().is_empty() && view.view != crate::store::MAIN_VIEW {
+            continue;
+        }
+        let pipeline = spec::load(&file).ok()?;
+        let all: Vec<usize> = (0..pipeline.nodes.len()).collect();
+        let project = Project {
+            dir: dir.to_path_buf(),
+            pipeline,
+            store: Store::new(store.root.clone(), &view.view),
+        };
+        for s in status(&project, &all) {
+            if s.action == "error" {
+                return None;
+            }
+            keys.extend(s.key);
+        }
+    }
+    Some(keys)
 }
 
 #[derive(serde::Serialize)]
@@ -635,6 +671,7 @@ pub fn du(project: &Project) -> Result<DuReport> {
             temporaries: false,
             keep: 0,
             drop_refs,
+            work_keys: pending_keys(&project.dir, store),
         },
     )?;
     Ok(DuReport {

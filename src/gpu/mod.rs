@@ -108,6 +108,7 @@ pub struct Gpu {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<Compiled>>>,
     dummy: Tensor,
+    dispatched: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Parameters of a dispatch, as 32-bit words in the order of the shader's `Params` struct.
@@ -254,6 +255,7 @@ impl Gpu {
             features,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            dispatched: Mutex::new(Default::default()),
             dummy: Tensor {
                 buffer: dummy_buf,
                 shape: vec![4],
@@ -577,6 +579,11 @@ impl Gpu {
         Ok(c)
     }
 
+    /// The kernels dispatched since the last call ("family::entry"), clearing the set.
+    pub fn take_dispatched(&self) -> std::collections::BTreeSet<String> {
+        std::mem::take(&mut *self.dispatched.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Compiles a kernel now (benchmarks warm up this way).
     pub fn prepare(&self, k: &Kernel) -> Result<()> {
         self.compiled(k).map(|_| ())
@@ -652,6 +659,11 @@ impl Batch<'_> {
             return Ok(());
         }
         let c = self.gpu.compiled(k)?;
+        self.gpu
+            .dispatched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(format!("{}::{}", k.family, k.entry));
         let (x, y) = self.gpu.grid(invocations.div_ceil(k.workgroup as usize))?;
         let ubuf = self
             .gpu

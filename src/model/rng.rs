@@ -1,4 +1,4 @@
-//! The seeded generator behind weight initialisation: splitmix64 and Marsaglia's polar form of
+//! The seeded generator behind weight initialisation, batch sampling and the pack's shuffle: splitmix64 and Marsaglia's polar form of
 //! Box–Muller, in f64 using only +, −, ×, ÷ and √ (IEEE-exact, so every machine gives the same
 //! bits; the platform's `ln` is not used, a series is).
 
@@ -9,6 +9,11 @@ impl SplitMix64 {
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix64(self.0)
+    }
+
+    /// Uniform in 0..n (n > 0), by multiply-shift (no modulo bias worth naming).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 
     /// Uniform in [−1, 1), a multiple of 2⁻⁵².

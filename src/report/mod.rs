@@ -1,5 +1,7 @@
 //! What pai shows a person: build lines, progress bars, sizes and tables.
 
+pub mod plot;
+
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -33,7 +35,14 @@ impl Ui {
     }
 
     /// One line per node: status, name, time; a failure's error below it.
-    pub fn node_line(&self, name: &str, status: &str, seconds: f64, error: Option<&str>) {
+    pub fn node_line(
+        &self,
+        name: &str,
+        status: &str,
+        seconds: f64,
+        error: Option<&str>,
+        summary: Option<&str>,
+    ) {
         let failed = status == "failed";
         if self.quiet && !failed {
             return;
@@ -43,7 +52,8 @@ impl Ui {
         } else {
             duration(seconds)
         };
-        self.eprint(format!("{status:>9} {name:<16} {time}").trim_end());
+        let summary = summary.map(|s| format!("  {s}")).unwrap_or_default();
+        self.eprint(format!("{status:>9} {name:<16} {time:<8}{summary}").trim_end());
         if let Some(e) = error
             && (failed || self.verbose)
         {
@@ -72,12 +82,16 @@ impl Ui {
             b.enable_steady_tick(Duration::from_millis(120));
             b
         });
-        NodeProgress { bar }
+        NodeProgress {
+            bar,
+            name: name.to_string(),
+        }
     }
 }
 
 pub struct NodeProgress {
     bar: Option<ProgressBar>,
+    name: String,
 }
 
 impl NodeProgress {
@@ -85,7 +99,7 @@ impl NodeProgress {
         if let Some(b) = &self.bar {
             if b.length() != Some(len) {
                 let t = format!(
-                    "{{spinner}} {{prefix:>9}} {{msg:<16}} {{elapsed}} {{wide_bar}} {{pos}}/{{len}} {unit}"
+                    "{{spinner}} {{prefix:>9}} {{msg:<16}} {{elapsed}} {{wide_bar}} {{pos}}/{{len}} {unit} (eta {{eta}})"
                 );
                 if let Ok(style) = ProgressStyle::with_template(&t) {
                     b.set_style(style);
@@ -93,6 +107,12 @@ impl NodeProgress {
             }
             b.set_length(len);
             b.set_position(pos);
+        }
+    }
+    /// A status line beside the node's name (loss, tokens/s, …).
+    pub fn message(&self, m: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{} {m}", self.name));
         }
     }
     pub fn finish(&self) {
@@ -113,6 +133,19 @@ pub fn duration(s: f64) -> String {
 }
 
 /// Bytes in binary units: 1.5 KiB, 12.0 MiB.
+/// A count with thousands separators: 1234567 → "1,234,567".
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = bytes as f64;

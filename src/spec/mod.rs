@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 
-use crate::steps::{self, Inputs, ParamType, Params, Step, Value};
+use crate::steps::{self, Inputs, ParamType, Params, Value};
 
 /// A bad pipeline file or bad invocation: exit code 2.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ impl std::error::Error for UsageError {}
 
 pub struct Node {
     pub name: String,
-    pub step: &'static dyn Step,
+    pub step: &'static steps::Kind,
     /// Every declared parameter, defaults filled in.
     pub params: Params,
     /// Input node names, in file order.
@@ -616,6 +616,29 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
                     })
                     .collect();
             }
+        }
+    }
+    // Checks across nodes (e.g. a model's context against its pack's).
+    for node in &nodes {
+        let Some(check) = node.step.input_checks else {
+            continue;
+        };
+        let inputs = steps::InputParams(
+            node.inputs
+                .iter()
+                .zip(&node.roles)
+                .filter_map(|(i, role)| {
+                    let n = nodes.iter().find(|n| &n.name == i)?;
+                    Some((role.as_str(), &n.params))
+                })
+                .collect(),
+        );
+        if let Err(msg) = check(&node.params, &inputs) {
+            diags.push(Diag {
+                span: node.span.clone(),
+                message: format!("node `{}`: {msg}", node.name),
+                help: None,
+            });
         }
     }
     if let Some(d) = &default

@@ -8,13 +8,11 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::{
-    Default, InputDecl, Inputs, OutputDecl, ParamDecl, ParamType, Params, Step, StepCtx,
-    read_verified,
+    Default, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx,
+    no_checks, read_verified,
 };
 
 pub const END_OF_TEXT: &str = "<|endoftext|>";
-
-pub struct BpeTokenizer;
 
 static PARAMS: &[ParamDecl] = &[
     ParamDecl::new(
@@ -49,49 +47,49 @@ pub fn utf8(name: &str, bytes: Vec<u8>) -> Result<String> {
     })
 }
 
-impl Step for BpeTokenizer {
-    fn kind(&self) -> &'static str {
-        "bpe-tokenizer"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Trains a byte-level BPE tokenizer (Hugging Face `tokenizers`: ByteLevel pre-tokenizer and decoder, \
+pub static BPE_TOKENIZER: Kind = Kind {
+    name: "bpe-tokenizer",
+    version: 1,
+    doc: "Trains a byte-level BPE tokenizer (Hugging Face `tokenizers`: ByteLevel pre-tokenizer and decoder, \
          no prefix space, all 256 bytes in the alphabet, `<|endoftext|>` as id 0). Files are read in sorted \
          path order, one sequence each; a file that is not UTF-8 fails the node and is named. \
-         Deterministic: the same corpus gives the same bytes."
+         Deterministic: the same corpus gives the same bytes.",
+    params: PARAMS,
+    inputs: Inputs::Slots(INPUTS),
+    outputs,
+    kernels: &[],
+    gpu: GpuUse::No,
+    validate: no_checks,
+    reads_temporaries: false,
+    source: false,
+    input_checks: None,
+    run,
+};
+
+fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {
+    Ok(vec![OutputDecl::keep(
+        "tokenizer.json",
+        "the tokenizer in Hugging Face format",
+    )])
+}
+
+fn run(ctx: &StepCtx) -> Result<()> {
+    let corpus = ctx.input("corpus")?;
+    let mut texts = Vec::with_capacity(corpus.files.len());
+    for f in &corpus.files {
+        texts.push(utf8(
+            &corpus.dir.join(&f.name).display().to_string(),
+            read_verified(f)?,
+        )?);
     }
-    fn params(&self) -> &'static [ParamDecl] {
-        PARAMS
-    }
-    fn inputs(&self) -> Inputs {
-        Inputs::Slots(INPUTS)
-    }
-    fn outputs(&self, _params: &Params) -> Result<Vec<OutputDecl>> {
-        Ok(vec![OutputDecl::keep(
-            "tokenizer.json",
-            "the tokenizer in Hugging Face format",
-        )])
-    }
-    fn run(&self, ctx: &StepCtx) -> Result<()> {
-        let corpus = ctx.input("corpus")?;
-        let mut texts = Vec::with_capacity(corpus.files.len());
-        for f in &corpus.files {
-            texts.push(utf8(
-                &corpus.dir.join(&f.name).display().to_string(),
-                read_verified(f)?,
-            )?);
-        }
-        let vocab_size = ctx.params.usize("vocab_size")?;
-        let min_frequency = ctx.params.int("min_frequency")? as u64;
-        let tokenizer = train(&texts, vocab_size, min_frequency)?;
-        let json = tokenizer
-            .to_string(true)
-            .map_err(|e| anyhow!("serializing the tokenizer: {e}"))?;
-        std::fs::write(ctx.out("tokenizer.json"), json)?;
-        Ok(())
-    }
+    let vocab_size = ctx.params.usize("vocab_size")?;
+    let min_frequency = ctx.params.int("min_frequency")? as u64;
+    let tokenizer = train(&texts, vocab_size, min_frequency)?;
+    let json = tokenizer
+        .to_string(true)
+        .map_err(|e| anyhow!("serializing the tokenizer: {e}"))?;
+    std::fs::write(ctx.out("tokenizer.json"), json)?;
+    Ok(())
 }
 
 pub fn train(texts: &[String], vocab_size: usize, min_frequency: u64) -> Result<Tokenizer> {

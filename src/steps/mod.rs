@@ -1,7 +1,8 @@
-//! Node kinds. Each kind is one `Step` implementation that declares, in one
+//! Node kinds. Each kind is one static [`Kind`] declaration that says, in one
 //! place, its parameters (type, default, doc), the inputs it accepts, the
-//! outputs it writes with their retention class, and the shaders it
-//! dispatches. The engine knows kinds only through this trait.
+//! outputs it writes with their retention class, the kernels it dispatches,
+//! whether it takes the GPU, and how it runs. The engine knows kinds only
+//! through this.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,31 +13,34 @@ use serde::Serialize;
 
 mod bpe_tokenizer;
 mod command;
+mod export;
+mod gpt_init;
 mod pack;
 mod planned;
 mod source;
 mod tokenize;
+pub mod train;
 
 pub use source::SOURCE_KIND;
 
 /// Every kind pai knows, in the order `pai kinds` lists them.
-pub fn registry() -> &'static [&'static dyn Step] {
-    static KINDS: &[&dyn Step] = &[
-        &source::Source,
-        &bpe_tokenizer::BpeTokenizer,
-        &tokenize::Tokenize,
-        &pack::Pack,
-        &planned::GPT_INIT,
-        &planned::TRAIN,
-        &planned::EXPORT,
+pub fn registry() -> &'static [&'static Kind] {
+    static KINDS: &[&Kind] = &[
+        &source::SOURCE,
+        &bpe_tokenizer::BPE_TOKENIZER,
+        &tokenize::TOKENIZE,
+        &pack::PACK,
+        &gpt_init::GPT_INIT,
+        &train::TRAIN,
+        &export::EXPORT,
         &planned::QUANTIZE,
         &planned::EVALUATE,
-        &command::Command,
+        &command::COMMAND,
     ];
     KINDS
 }
 
-pub fn find(kind: &str) -> Option<&'static dyn Step> {
+pub fn find(kind: &str) -> Option<&'static Kind> {
     registry().iter().copied().find(|s| s.kind() == kind)
 }
 
@@ -323,15 +327,27 @@ pub fn read_verified(f: &InputFile) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// What a running step sees: its parameters, its inputs and the folder its
-/// outputs go to. Steps know nothing of the store's layout.
+/// What a running step sees: its parameters, its inputs, the folder its
+/// outputs go to, a work folder that survives a killed build, and (for kinds
+/// that declare it) the GPU. Steps know nothing of the store's layout.
 pub struct StepCtx<'a> {
     pub node: &'a str,
     pub params: &'a Params,
     pub inputs: &'a [InputView],
     pub out_dir: &'a Path,
+    /// Resumable state of this build (a training run's checkpoints): the same
+    /// folder for the same action key, kept when a build is killed or fails,
+    /// removed when the key commits.
+    pub work_dir: &'a Path,
     pub project_dir: &'a Path,
     pub progress: &'a (dyn Fn(u64, u64, &str) + Sync),
+    /// A one-line status for the progress bar (loss, tokens/s, …).
+    pub message: &'a (dyn Fn(&str) + Sync),
+    /// A one-line summary of the result, kept in the build's record and shown
+    /// beside the node's build line.
+    pub summary: &'a (dyn Fn(&str) + Sync),
+    /// The build's device; `None` for kinds that do not declare the GPU.
+    pub gpu: Option<&'a LazyGpu>,
 }
 
 impl StepCtx<'_> {
@@ -344,40 +360,160 @@ impl StepCtx<'_> {
     pub fn out(&self, name: &str) -> PathBuf {
         self.out_dir.join(name)
     }
+    /// The build's GPU device, opened on first use (once per build). Only
+    /// kinds that declare `gpu` may use it: they hold the single GPU slot.
+    pub fn gpu(&self) -> Result<&crate::gpu::Gpu> {
+        match self.gpu {
+            Some(g) => g.get(),
+            None => bail!(
+                "node `{}`: its kind does not declare that it uses the GPU (`gpu` in its Kind)",
+                self.node
+            ),
+        }
+    }
 }
 
-/// One node kind.
-pub trait Step: Send + Sync {
-    fn kind(&self) -> &'static str;
+/// The process's device, opened on first use with the build's adapter choice.
+pub struct LazyGpu {
+    adapter: Option<String>,
+    cell: std::sync::OnceLock<std::result::Result<crate::gpu::Gpu, String>>,
+}
+
+impl LazyGpu {
+    pub fn new(adapter: Option<String>) -> Self {
+        LazyGpu {
+            adapter,
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+    pub fn get(&self) -> Result<&crate::gpu::Gpu> {
+        self.cell
+            .get_or_init(|| {
+                crate::gpu::Gpu::new(self.adapter.as_deref()).map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+    /// The device if a step has opened it.
+    pub fn opened(&self) -> Option<&crate::gpu::Gpu> {
+        self.cell.get().and_then(|r| r.as_ref().ok())
+    }
+}
+
+/// Whether a kind's nodes take the process's single GPU slot.
+#[derive(Clone, Copy, Debug)]
+pub enum GpuUse {
+    No,
+    Yes,
+    /// When the named bool parameter is true (`command`'s `gpu`).
+    IfParam(&'static str),
+}
+
+/// The GPU kernels a kind dispatches, as lists of entry points (one list per op): their WGSL
+/// text, includes and all, is part of the kind's action keys, and a node that dispatches a
+/// kernel its kind does not declare fails.
+pub type Kernels = &'static [&'static [&'static crate::gpu::Kernel]];
+
+/// One node kind, declared in one static value: what it is, what it reads and writes, what it
+/// dispatches and how it runs. The engine knows kinds only through this.
+pub struct Kind {
+    pub name: &'static str,
     /// Bumped whenever the implementation can change a bit of the output.
-    fn version(&self) -> u32;
-    fn doc(&self) -> &'static str;
-    fn params(&self) -> &'static [ParamDecl];
-    fn inputs(&self) -> Inputs;
-    fn outputs(&self, params: &Params) -> Result<Vec<OutputDecl>>;
-    /// WGSL sources the kind dispatches: their text is part of the action key.
-    fn shaders(&self) -> Vec<(&'static str, &'static str)> {
-        Vec::new()
-    }
-    /// GPU nodes take the process's single GPU slot.
-    fn uses_gpu(&self, _params: &Params) -> bool {
-        false
-    }
+    pub version: u32,
+    pub doc: &'static str,
+    pub params: &'static [ParamDecl],
+    pub inputs: Inputs,
+    pub outputs: fn(&Params) -> Result<Vec<OutputDecl>>,
+    pub kernels: Kernels,
+    pub gpu: GpuUse,
     /// Cross-parameter checks beyond type and range; the message names the fix.
-    fn validate(&self, _params: &Params) -> std::result::Result<(), String> {
-        Ok(())
-    }
-    /// Whether the kind may read its inputs' temporary outputs (then a
-    /// producer whose temporaries were collected is rebuilt before it runs).
-    /// Built-in kinds read only `keep` outputs.
-    fn reads_temporaries(&self) -> bool {
-        false
-    }
+    pub validate: fn(&Params) -> std::result::Result<(), String>,
+    /// Whether the kind may read its inputs' temporary outputs (then a producer whose
+    /// temporaries were collected is rebuilt before it runs). Built-in kinds read only `keep`
+    /// outputs.
+    pub reads_temporaries: bool,
     /// True for `source`: hashed by the engine, never run, stores nothing.
-    fn is_source(&self) -> bool {
-        false
+    pub source: bool,
+    /// Checks against the parameters of the input nodes (looked up by role),
+    /// at plan time: e.g. `train`'s model context must equal its pack's.
+    pub input_checks: Option<InputChecks>,
+    pub run: fn(&StepCtx) -> Result<()>,
+}
+
+/// A kind's plan-time check against its inputs' parameters.
+pub type InputChecks = fn(&Params, &InputParams) -> std::result::Result<(), String>;
+
+/// The parameters of a node's inputs, by role, for [`Kind::input_checks`].
+pub struct InputParams<'a>(pub Vec<(&'a str, &'a Params)>);
+
+impl InputParams<'_> {
+    pub fn get(&self, role: &str) -> Option<&Params> {
+        self.0.iter().find(|(r, _)| *r == role).map(|(_, p)| *p)
     }
-    fn run(&self, ctx: &StepCtx) -> Result<()>;
+}
+
+/// (name, WGSL text as compiled) of the kernels in `lists`, sorted by name, each once.
+pub fn kernel_sources(lists: Kernels) -> Vec<(String, String)> {
+    let mut out = std::collections::BTreeMap::<String, String>::new();
+    for k in lists.iter().flat_map(|l| l.iter()) {
+        out.entry(format!("{}::{}", k.family, k.entry))
+            .or_insert_with(|| crate::gpu::shaders::source(k.family).unwrap_or_default());
+    }
+    out.into_iter().collect()
+}
+
+/// A `validate` that accepts every parameter set.
+pub fn no_checks(_: &Params) -> std::result::Result<(), String> {
+    Ok(())
+}
+
+impl Kind {
+    pub fn kind(&self) -> &'static str {
+        self.name
+    }
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+    pub fn doc(&self) -> &'static str {
+        self.doc
+    }
+    pub fn params(&self) -> &'static [ParamDecl] {
+        self.params
+    }
+    pub fn inputs(&self) -> Inputs {
+        self.inputs
+    }
+    pub fn outputs(&self, params: &Params) -> Result<Vec<OutputDecl>> {
+        (self.outputs)(params)
+    }
+    pub fn uses_gpu(&self, params: &Params) -> bool {
+        match self.gpu {
+            GpuUse::No => false,
+            GpuUse::Yes => true,
+            GpuUse::IfParam(p) => params.bool(p).unwrap_or(false),
+        }
+    }
+    pub fn validate(&self, params: &Params) -> std::result::Result<(), String> {
+        (self.validate)(params)
+    }
+    pub fn reads_temporaries(&self) -> bool {
+        self.reads_temporaries
+    }
+    pub fn is_source(&self) -> bool {
+        self.source
+    }
+    pub fn run(&self, ctx: &StepCtx) -> Result<()> {
+        (self.run)(ctx)
+    }
+    /// (name, WGSL text as compiled) of every kernel the kind declares, sorted by name, each
+    /// once: what its action keys hash.
+    pub fn shaders(&self) -> Vec<(String, String)> {
+        kernel_sources(self.kernels)
+    }
+    /// Names of the kernels the kind declares.
+    pub fn kernel_names(&self) -> std::collections::BTreeSet<String> {
+        self.shaders().into_iter().map(|(n, _)| n).collect()
+    }
 }
 
 /// Markdown reference of every kind, as README embeds it (a test keeps the
@@ -417,7 +553,7 @@ pub fn kinds_markdown() -> String {
             }
             s.push('\n');
         }
-        let defaults = default_params(*step);
+        let defaults = default_params(step);
         if let Ok(outs) = step.outputs(&defaults)
             && !outs.is_empty()
         {
@@ -432,7 +568,7 @@ pub fn kinds_markdown() -> String {
 }
 
 /// The declared defaults (required parameters left out).
-pub fn default_params(step: &dyn Step) -> Params {
+pub fn default_params(step: &Kind) -> Params {
     Params(
         step.params()
             .iter()
@@ -441,20 +577,6 @@ pub fn default_params(step: &dyn Step) -> Params {
     )
 }
 
-/// Deterministic PRNG (splitmix64) for seeded choices in steps: stable across
-/// platforms and crate versions, which a content-addressed build needs.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in 0..n (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-}
+/// Deterministic PRNG for seeded choices in steps (stable across platforms and
+/// crate versions, which a content-addressed build needs).
+pub use crate::model::rng::SplitMix64;

@@ -3,11 +3,9 @@
 
 use anyhow::{Result, bail};
 
-use super::{Default, Inputs, OutputDecl, ParamDecl, ParamType, Params, Step, StepCtx};
+use super::{Default, GpuUse, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx};
 
 pub const SOURCE_KIND: &str = "source";
-
-pub struct Source;
 
 static PARAMS: &[ParamDecl] = &[
     ParamDecl::new(
@@ -30,40 +28,38 @@ static PARAMS: &[ParamDecl] = &[
     ),
 ];
 
-impl Step for Source {
-    fn kind(&self) -> &'static str {
-        SOURCE_KIND
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Files under a folder, filtered by globs. Its hash is the sorted list of (relative path, \
-         BLAKE3 of content); nothing is stored. Hidden files and folders (names starting with `.`: `.git`, editor lock files) are skipped, and so is the store's own folder."
-    }
-    fn params(&self) -> &'static [ParamDecl] {
-        PARAMS
-    }
-    fn inputs(&self) -> Inputs {
-        Inputs::Slots(&[])
-    }
-    fn outputs(&self, _params: &Params) -> Result<Vec<OutputDecl>> {
-        Ok(Vec::new())
-    }
-    fn validate(&self, params: &Params) -> std::result::Result<(), String> {
-        for key in ["include", "exclude"] {
-            for g in params.list(key).map_err(|e| e.to_string())? {
-                if let Err(e) = globset::Glob::new(g) {
-                    return Err(format!("`{key}` has a bad glob {g:?}: {e}"));
-                }
+pub static SOURCE: Kind = Kind {
+    name: SOURCE_KIND,
+    version: 1,
+    doc: "Files under a folder, filtered by globs. Its hash is the sorted list of (relative path, \
+         BLAKE3 of content); nothing is stored. Hidden files and folders (names starting with `.`: `.git`, editor lock files) are skipped, and so is the store's own folder.",
+    params: PARAMS,
+    inputs: Inputs::Slots(&[]),
+    outputs,
+    kernels: &[],
+    gpu: GpuUse::No,
+    validate,
+    reads_temporaries: false,
+    source: true,
+    input_checks: None,
+    run,
+};
+
+fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {
+    Ok(Vec::new())
+}
+
+fn validate(params: &Params) -> std::result::Result<(), String> {
+    for key in ["include", "exclude"] {
+        for g in params.list(key).map_err(|e| e.to_string())? {
+            if let Err(e) = globset::Glob::new(g) {
+                return Err(format!("`{key}` has a bad glob {g:?}: {e}"));
             }
         }
-        Ok(())
     }
-    fn is_source(&self) -> bool {
-        true
-    }
-    fn run(&self, _ctx: &StepCtx) -> Result<()> {
-        bail!("a source node is hashed by the engine, not run")
-    }
+    Ok(())
+}
+
+fn run(_ctx: &StepCtx) -> Result<()> {
+    bail!("a source node is hashed by the engine, not run")
 }

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::bpe_tokenizer::{END_OF_TEXT, utf8};
-use super::{InputDecl, Inputs, OutputDecl, ParamDecl, Params, Step, StepCtx, read_verified};
+use super::{
+    GpuUse, InputDecl, Inputs, Kind, OutputDecl, Params, StepCtx, no_checks, read_verified,
+};
 use crate::formats::tokens;
-
-pub struct Tokenize;
 
 static INPUTS: &[InputDecl] = &[
     InputDecl {
@@ -42,79 +42,79 @@ pub struct Document {
     pub len: u64,
 }
 
-impl Step for Tokenize {
-    fn kind(&self) -> &'static str {
-        "tokenize"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn doc(&self) -> &'static str {
-        "Encodes every corpus file (in parallel) and writes them in sorted path order as one stream of \
+pub static TOKENIZE: Kind = Kind {
+    name: "tokenize",
+    version: 1,
+    doc: "Encodes every corpus file (in parallel) and writes them in sorted path order as one stream of \
          little-endian u32 ids, each document followed by the `<|endoftext|>` id. `tokens.json` lists \
-         each document's offset and length."
+         each document's offset and length.",
+    params: &[],
+    inputs: Inputs::Slots(INPUTS),
+    outputs,
+    kernels: &[],
+    gpu: GpuUse::No,
+    validate: no_checks,
+    reads_temporaries: false,
+    source: false,
+    input_checks: None,
+    run,
+};
+
+fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {
+    Ok(vec![
+        OutputDecl::keep("tokens.bin", "u32 little-endian token ids"),
+        OutputDecl::keep(
+            "tokens.json",
+            "vocabulary size, end-of-text id, document offsets",
+        ),
+    ])
+}
+
+fn run(ctx: &StepCtx) -> Result<()> {
+    let corpus = ctx.input("corpus")?;
+    let tok_input = ctx.input("tokenizer")?;
+    let tokenizer = Tokenizer::from_bytes(tok_input.read("tokenizer.json")?)
+        .map_err(|e| anyhow!("loading tokenizer.json of `{}`: {e}", tok_input.node))?;
+    let eot = tokenizer
+        .token_to_id(END_OF_TEXT)
+        .context("the tokenizer has no <|endoftext|> token")?;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let total = corpus.files.len() as u64;
+    let encoded: Vec<Vec<u32>> = corpus
+        .files
+        .par_iter()
+        .map(|f| -> Result<Vec<u32>> {
+            let text = utf8(
+                &corpus.dir.join(&f.name).display().to_string(),
+                read_verified(f)?,
+            )?;
+            let enc = tokenizer
+                .encode(text.as_str(), false)
+                .map_err(|e| anyhow!("encoding {}: {e}", f.name))?;
+            let mut ids = enc.get_ids().to_vec();
+            ids.push(eot);
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            (ctx.progress)(n, total, "files");
+            Ok(ids)
+        })
+        .collect::<Result<_>>()?;
+    let mut all = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
+    let mut documents = Vec::with_capacity(encoded.len());
+    for (f, ids) in corpus.files.iter().zip(&encoded) {
+        documents.push(Document {
+            path: f.name.clone(),
+            start: all.len() as u64,
+            len: ids.len() as u64,
+        });
+        all.extend_from_slice(ids);
     }
-    fn params(&self) -> &'static [ParamDecl] {
-        &[]
-    }
-    fn inputs(&self) -> Inputs {
-        Inputs::Slots(INPUTS)
-    }
-    fn outputs(&self, _params: &Params) -> Result<Vec<OutputDecl>> {
-        Ok(vec![
-            OutputDecl::keep("tokens.bin", "u32 little-endian token ids"),
-            OutputDecl::keep(
-                "tokens.json",
-                "vocabulary size, end-of-text id, document offsets",
-            ),
-        ])
-    }
-    fn run(&self, ctx: &StepCtx) -> Result<()> {
-        let corpus = ctx.input("corpus")?;
-        let tok_input = ctx.input("tokenizer")?;
-        let tokenizer = Tokenizer::from_bytes(tok_input.read("tokenizer.json")?)
-            .map_err(|e| anyhow!("loading tokenizer.json of `{}`: {e}", tok_input.node))?;
-        let eot = tokenizer
-            .token_to_id(END_OF_TEXT)
-            .context("the tokenizer has no <|endoftext|> token")?;
-        let done = std::sync::atomic::AtomicU64::new(0);
-        let total = corpus.files.len() as u64;
-        let encoded: Vec<Vec<u32>> = corpus
-            .files
-            .par_iter()
-            .map(|f| -> Result<Vec<u32>> {
-                let text = utf8(
-                    &corpus.dir.join(&f.name).display().to_string(),
-                    read_verified(f)?,
-                )?;
-                let enc = tokenizer
-                    .encode(text.as_str(), false)
-                    .map_err(|e| anyhow!("encoding {}: {e}", f.name))?;
-                let mut ids = enc.get_ids().to_vec();
-                ids.push(eot);
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                (ctx.progress)(n, total, "files");
-                Ok(ids)
-            })
-            .collect::<Result<_>>()?;
-        let mut all = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
-        let mut documents = Vec::with_capacity(encoded.len());
-        for (f, ids) in corpus.files.iter().zip(&encoded) {
-            documents.push(Document {
-                path: f.name.clone(),
-                start: all.len() as u64,
-                len: ids.len() as u64,
-            });
-            all.extend_from_slice(ids);
-        }
-        tokens::write(&ctx.out("tokens.bin"), &all)?;
-        let meta = TokensMeta {
-            vocab_size: tokenizer.get_vocab_size(true) as u32,
-            eot_id: eot,
-            tokens: all.len() as u64,
-            documents,
-        };
-        std::fs::write(ctx.out("tokens.json"), serde_json::to_string_pretty(&meta)?)?;
-        Ok(())
-    }
+    tokens::write(&ctx.out("tokens.bin"), &all)?;
+    let meta = TokensMeta {
+        vocab_size: tokenizer.get_vocab_size(true) as u32,
+        eot_id: eot,
+        tokens: all.len() as u64,
+        documents,
+    };
+    std::fs::write(ctx.out("tokens.json"), serde_json::to_string_pretty(&meta)?)?;
+    Ok(())
 }

@@ -3,7 +3,8 @@
 //! Roots are the refs of every pipeline file (view) in the store. Kept:
 //! their records and live outputs, plus `--keep N` older builds per node.
 //! `--temporaries` also collects the temporary and log outputs of current
-//! builds (optimizer states, checkpoints, snapshots, logs). Call with the lock held.
+//! builds (optimizer states, checkpoints, snapshots, logs). Work folders go
+//! once no pipeline file's node would build their key. Call with the lock held.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -20,6 +21,10 @@ pub struct GcOptions {
     /// Refs to drop first, as (view, node): nodes no longer in their
     /// pipeline file.
     pub drop_refs: Vec<(String, String)>,
+    /// Action keys some pipeline file's node would build now: their work
+    /// folders may be resumed and are kept. `None` (a pipeline file could
+    /// not be planned): keep every work folder.
+    pub work_keys: Option<HashSet<String>>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -37,6 +42,10 @@ pub struct GcReport {
     /// Of the kept bytes, those only temporary and log outputs of current
     /// builds hold: what `--temporaries` would free on top.
     pub temporary_bytes: u64,
+    /// Abandoned work folders (resumable state of builds no node would run
+    /// again) deleted, and their bytes (part of `freed_bytes`).
+    pub deleted_work: usize,
+    pub work_bytes: u64,
 }
 
 /// Every view of the store, the main one first.
@@ -214,6 +223,19 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             fs::remove_file(&path).ok();
             if let Some(parent) = path.parent() {
                 fs::remove_dir(parent).ok(); // only if empty
+            }
+        }
+    }
+    if let Some(keys) = &opts.work_keys {
+        for (key, _, bytes) in store.abandoned_work() {
+            if keys.contains(&key) {
+                continue;
+            }
+            report.deleted_work += 1;
+            report.work_bytes += bytes;
+            report.freed_bytes += bytes;
+            if !opts.dry_run {
+                store.remove_abandoned_work(&key)?;
             }
         }
     }

@@ -4,7 +4,8 @@
 //! - `records/<key>.json` one per node build;
 //! - `refs/<node>` the key of each node's current build (the GC roots);
 //! - `out/<node>/<output>` hard links to the current build's objects;
-//! - `stat/` the stat cache of source trees; `tmp/` where nodes run; `lock`.
+//! - `stat/` the stat cache of source trees; `tmp/` where nodes run; `lock`;
+//! - `work/<key>/` a running node's resumable state (see [`work`]).
 //!
 //! Pipelines other than the project's `Pipeline.toml` get their own refs and
 //! out folders under `views/<name>/` and share objects and records.
@@ -24,6 +25,7 @@ pub mod gc;
 pub mod lock;
 pub mod statcache;
 pub mod verify;
+pub mod work;
 
 pub const MAIN_VIEW: &str = "main";
 
@@ -58,6 +60,18 @@ pub struct RecFile {
     pub bytes: u64,
 }
 
+/// Where a GPU node ran: what decides the bits but is not in the key (a model
+/// trained on one adapter stays fresh on another; the record says where).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RanOn {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    /// The kernels the node dispatched: the variants chosen for this adapter.
+    pub kernels: Vec<String>,
+}
+
 /// One node build: everything that went into its key, and what came out.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Record {
@@ -78,6 +92,12 @@ pub struct Record {
     pub files: Vec<RecFile>,
     pub seconds: f64,
     pub built_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<RanOn>,
+    /// The step's one-line summary of what it made (e.g. training's final
+    /// validation loss against its baseline), shown beside its build line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 impl Record {
