@@ -355,8 +355,9 @@ pub trait Step: Send + Sync {
     fn params(&self) -> &'static [ParamDecl];
     fn inputs(&self) -> Inputs;
     fn outputs(&self, params: &Params) -> Result<Vec<OutputDecl>>;
-    /// WGSL sources the kind dispatches: their text is part of the action key.
-    fn shaders(&self) -> Vec<(&'static str, &'static str)> {
+    /// WGSL kernels the kind dispatches, as (name, full text): their text is part of the
+    /// action key.
+    fn shaders(&self) -> Vec<(String, String)> {
         Vec::new()
     }
     /// GPU nodes take the process's single GPU slot.

@@ -16,7 +16,7 @@ pub struct Planned {
     outputs: &'static [(&'static str, Retention)],
     gpu: bool,
     /// Shader families it will dispatch: their text is in its key already.
-    shaders: &'static [&'static str],
+    shaders: &'static [&'static [&'static crate::gpu::Kernel]],
 }
 
 impl Step for Planned {
@@ -47,8 +47,8 @@ impl Step for Planned {
             })
             .collect())
     }
-    fn shaders(&self) -> Vec<(&'static str, &'static str)> {
-        crate::gpu::shaders::sources(self.shaders)
+    fn shaders(&self) -> Vec<(String, String)> {
+        crate::gpu::kernel_sources(self.shaders)
     }
     fn uses_gpu(&self, _params: &Params) -> bool {
         self.gpu
@@ -184,7 +184,7 @@ pub static TRAIN: Planned = Planned {
         ("loss.svg", Retention::Keep),
     ],
     gpu: true,
-    shaders: crate::gpu::shaders::TRAIN,
+    shaders: crate::gpu::ops::TRAIN_KERNELS,
 };
 
 pub static EXPORT: Planned = Planned {
@@ -235,7 +235,7 @@ pub static QUANTIZE: Planned = Planned {
     ]),
     outputs: &[("model.gguf", Retention::Keep)],
     gpu: true,
-    shaders: crate::gpu::shaders::QUANT,
+    shaders: crate::gpu::ops::QUANT_KERNELS,
 };
 
 pub static EVALUATE: Planned = Planned {
@@ -251,7 +251,7 @@ pub static EVALUATE: Planned = Planned {
     inputs: Inputs::Any,
     outputs: &[("eval.json", Retention::Keep)],
     gpu: true,
-    shaders: crate::gpu::shaders::EVAL,
+    shaders: crate::gpu::ops::EVAL_KERNELS,
 };
 
 impl Planned {
