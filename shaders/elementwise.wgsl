@@ -4,12 +4,14 @@
 // gelu_bwd:     out = (acc ? out : 0) + gelu'(x) * y          (y = dout)
 // add:          out = x + y                                    (residual forward)
 // residual_bwd: out = (acc ? out : 0) + x; out2 = (acc ? out2 : 0) + x   (x = dout)
+// scale:        out = a * out, in place (e.g. averaging gradients accumulated over micro-batches)
 
 // #include "common.wgsl"
 
 struct Params {
     n: u32,
     acc: u32,
+    a: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -80,4 +82,14 @@ fn residual_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     }
     out[i] = a;
     out2[i] = b;
+}
+
+@compute @workgroup_size(WG)
+fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = wg_linear(wg, nwg) * WG + li;
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = p.a * out[i];
 }

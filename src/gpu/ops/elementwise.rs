@@ -1,5 +1,5 @@
 //! Elementwise kernels over n elements: tanh-GELU forward and backward, the residual add and
-//! its backward (`shaders/elementwise.wgsl`).
+//! its backward, scaling in place (`shaders/elementwise.wgsl`).
 
 use super::{distinct, f32t, numel, same, u};
 use crate::gpu::pipelines::kernel;
@@ -13,7 +13,9 @@ pub struct ElementwiseParams {
     pub n: u32,
     /// Non-zero: accumulate into the outputs.
     pub acc: u32,
-    pub _pad: [u32; 2],
+    /// The factor of `scale`.
+    pub a: f32,
+    pub _pad: u32,
 }
 
 impl ElementwiseParams {
@@ -21,7 +23,7 @@ impl ElementwiseParams {
         Self {
             n: u(n),
             acc: acc as u32,
-            _pad: [0; 2],
+            ..Default::default()
         }
     }
 }
@@ -30,9 +32,10 @@ pub const GELU_FWD: Kernel = kernel!("elementwise", "gelu_fwd", ElementwiseParam
 pub const GELU_BWD: Kernel = kernel!("elementwise", "gelu_bwd", ElementwiseParams);
 pub const ADD: Kernel = kernel!("elementwise", "add", ElementwiseParams);
 pub const RESIDUAL_BWD: Kernel = kernel!("elementwise", "residual_bwd", ElementwiseParams);
+pub const SCALE: Kernel = kernel!("elementwise", "scale", ElementwiseParams);
 
 /// Every kernel this op can dispatch.
-pub const KERNELS: &[&Kernel] = &[&GELU_FWD, &GELU_BWD, &ADD, &RESIDUAL_BWD];
+pub const KERNELS: &[&Kernel] = &[&GELU_FWD, &GELU_BWD, &ADD, &RESIDUAL_BWD, &SCALE];
 
 /// Every operand holds as many elements as the first. Returns that count.
 pub fn check(shapes: &[&[usize]], what: &str) -> Result<usize> {
@@ -100,6 +103,16 @@ pub fn residual_bwd(b: &mut Batch, dy: &Tensor, da: &Tensor, db: &Tensor, acc: b
     )
 }
 
+/// x = a·x, in place (e.g. averaging gradients accumulated over micro-batches).
+pub fn scale(b: &mut Batch, x: &Tensor, a: f32) -> Result<()> {
+    let n = check_gpu(&[x], "scale")?;
+    let p = ElementwiseParams {
+        a,
+        ..ElementwiseParams::new(n, false)
+    };
+    b.dispatch(&SCALE, &p, &[("out", x)], n)
+}
+
 pub mod cpu {
     use super::super::CpuTensor;
     use super::{check, reference as r};
@@ -128,6 +141,11 @@ pub mod cpu {
         let g = dy.get();
         da.put(&g, acc);
         db.put(&g, acc);
+        Ok(())
+    }
+
+    pub fn scale(x: &CpuTensor, a: f32) -> Result<()> {
+        x.put(&r::scale(&x.get(), a as f64), false);
         Ok(())
     }
 }
@@ -159,5 +177,49 @@ pub mod reference {
     /// y = a + b.
     pub fn residual_fwd(a: &[f64], b: &[f64]) -> Vec<f64> {
         a.iter().zip(b).map(|(x, y)| x + y).collect()
+    }
+
+    /// y = a·x.
+    pub fn scale(x: &[f64], a: f64) -> Vec<f64> {
+        x.iter().map(|v| a * v).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::Gpu;
+
+    #[test]
+    fn scale_matches_reference_in_place() {
+        let gpu = Gpu::new(None).unwrap();
+        let n = 4099;
+        let x: Vec<f32> = (0..n)
+            .map(|i| ((i * 37) % 101) as f32 * 0.03 - 1.5)
+            .collect();
+        let t = gpu.upload(&x, &[n]).unwrap();
+        let mut b = gpu.batch();
+        scale(&mut b, &t, 0.25).unwrap();
+        b.run().unwrap();
+        let want = reference::scale(&super::super::to_f64(&x), 0.25);
+        let got = gpu.read(&t).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{i}: {g} vs {w}"
+            );
+        }
+        assert!(gpu.take_dispatched().contains("elementwise::scale"));
+        let cpu = super::super::CpuTensor {
+            shape: vec![n],
+            data: std::cell::RefCell::new(x.clone()),
+            ids: vec![],
+        };
+        cpu::scale(&cpu, 0.25).unwrap();
+        assert_eq!(
+            *cpu.data.borrow(),
+            got,
+            "a·x is exact in f32 for a power of two"
+        );
     }
 }
