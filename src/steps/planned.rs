@@ -15,7 +15,7 @@ pub struct Planned {
     inputs: Inputs,
     outputs: &'static [(&'static str, Retention)],
     gpu: bool,
-    /// Shader families it will dispatch: their text is in its key already.
+    /// Kernels it will dispatch, by op: their text is in its key already.
     shaders: &'static [&'static [&'static crate::gpu::Kernel]],
 }
 
