@@ -8,6 +8,8 @@
 // attn_bwd_kv (one per (b,h,t2)): dK = scale * dS^T.Q, dV = P^T.dO  (sums over t >= t2 in order).
 // dqkv is fully written: Q part by attn_bwd_q, K and V parts by attn_bwd_kv.
 
+// #include "common.wgsl"
+
 struct Params {
     b: u32,
     t: u32,
@@ -23,10 +25,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> P: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dS: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn attn_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let idx = wg_linear(wg, nwg) * 64u + li;
+    let idx = wg_linear(wg, nwg) * WG + li;
     if (idx >= p.b * p.nh * p.t) {
         return;
     }
@@ -75,10 +77,10 @@ fn attn_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn attn_bwd_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-    let idx = wg_linear(wg, nwg) * 64u + li;
+    let idx = wg_linear(wg, nwg) * WG + li;
     if (idx >= p.b * p.nh * p.t) {
         return;
     }
@@ -118,10 +120,10 @@ fn attn_bwd_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn attn_bwd_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let idx = wg_linear(wg, nwg) * 64u + li;
+    let idx = wg_linear(wg, nwg) * WG + li;
     if (idx >= p.b * p.nh * p.t) {
         return;
     }

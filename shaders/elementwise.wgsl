@@ -4,10 +4,14 @@
 // gelu_bwd:     out = (acc ? out : 0) + gelu'(x) * y          (y = dout)
 // add:          out = x + y                                    (residual forward)
 // residual_bwd: out = (acc ? out : 0) + x; out2 = (acc ? out2 : 0) + x   (x = dout)
+// scale:        out = a * out, in place (e.g. averaging gradients accumulated over micro-batches)
+
+// #include "common.wgsl"
 
 struct Params {
     n: u32,
     acc: u32,
+    a: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,10 +29,10 @@ fn tanh_stable(u: f32) -> f32 {
     return sign(u) * (1.0 - e) / (1.0 + e);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn gelu_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let i = wg_linear(wg, nwg) * 64u + li;
+    let i = wg_linear(wg, nwg) * WG + li;
     if (i >= p.n) {
         return;
     }
@@ -36,10 +40,10 @@ fn gelu_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     out[i] = 0.5 * v * (1.0 + tanh_stable(GELU_S * (v + GELU_A * v * v * v)));
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn gelu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    let i = wg_linear(wg, nwg) * 64u + li;
+    let i = wg_linear(wg, nwg) * WG + li;
     if (i >= p.n) {
         return;
     }
@@ -53,20 +57,20 @@ fn gelu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     out[i] = g;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) li: u32) {
-    let i = wg_linear(wg, nwg) * 64u + li;
+    let i = wg_linear(wg, nwg) * WG + li;
     if (i >= p.n) {
         return;
     }
     out[i] = x[i] + y[i];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn residual_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let i = wg_linear(wg, nwg) * 64u + li;
+    let i = wg_linear(wg, nwg) * WG + li;
     if (i >= p.n) {
         return;
     }
@@ -78,4 +82,14 @@ fn residual_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     }
     out[i] = a;
     out2[i] = b;
+}
+
+@compute @workgroup_size(WG)
+fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) li: u32) {
+    let i = wg_linear(wg, nwg) * WG + li;
+    if (i >= p.n) {
+        return;
+    }
+    out[i] = p.a * out[i];
 }

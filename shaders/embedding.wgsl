@@ -7,6 +7,8 @@
 //   a deterministic gather, no atomics.
 // embed_bwd_wpe (one per (t,c)): dwpe[t,c] = (acc ? dwpe : 0) + sum_b dx[b,t,c], b in order.
 
+// #include "common.wgsl"
+
 struct Params {
     b: u32,
     t: u32,
@@ -22,10 +24,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read> tb: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn embed_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let i = wg_linear(wg, nwg) * 64u + li;
+    let i = wg_linear(wg, nwg) * WG + li;
     if (i >= p.b * p.t * p.c) {
         return;
     }
@@ -40,10 +42,10 @@ fn embed_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     out[i] = ta[tok * p.c + c] + tb[t * p.c + c];
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn embed_bwd_wte(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let i = wg_linear(wg, nwg) * 64u + li;
+    let i = wg_linear(wg, nwg) * WG + li;
     if (i >= p.v * p.c) {
         return;
     }
@@ -59,10 +61,10 @@ fn embed_bwd_wte(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     out[i] = s;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn embed_bwd_wpe(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let i = wg_linear(wg, nwg) * 64u + li;
+    let i = wg_linear(wg, nwg) * WG + li;
     if (i >= p.t * p.c) {
         return;
     }

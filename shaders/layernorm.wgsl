@@ -7,6 +7,8 @@
 // ln_bwd_dwdb (one invocation per column; rows summed in order 0..R):
 //   dw[c] = (acc ? dw[c] : 0) + sum_r n[r,c] * dout[r,c];  db[c] = (acc ? db[c] : 0) + sum_r dout[r,c].
 
+// #include "common.wgsl"
+
 struct Params {
     rows: u32,
     cols: u32,
@@ -24,10 +26,10 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(8) var<storage, read_write> rstd: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn ln_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let r = wg_linear(wg, nwg) * 64u + li;
+    let r = wg_linear(wg, nwg) * WG + li;
     if (r >= p.rows) {
         return;
     }
@@ -51,10 +53,10 @@ fn ln_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
     rstd[r] = rs;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn ln_bwd_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) li: u32) {
-    let r = wg_linear(wg, nwg) * 64u + li;
+    let r = wg_linear(wg, nwg) * WG + li;
     if (r >= p.rows) {
         return;
     }
@@ -83,10 +85,10 @@ fn ln_bwd_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn ln_bwd_dwdb(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let c = wg_linear(wg, nwg) * 64u + li;
+    let c = wg_linear(wg, nwg) * WG + li;
     if (c >= p.cols) {
         return;
     }

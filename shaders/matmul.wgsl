@@ -8,27 +8,15 @@
 //   dx = dy.W: A = dy (N', 1), B = W (K', 1).  dW = dy^T.x: A = dy^T (1, N'), B = x (K', 1).
 // colsum: C[j] = (acc ? C[j] : 0) + sum_i A[i*N + j] for i in 0..M in order (bias gradient).
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_rs: u32,
-    a_cs: u32,
-    b_rs: u32,
-    b_cs: u32,
-    flags: u32, // bit 0: add bias, bit 1: accumulate into C
-}
+// #include "matmul_common.wgsl"
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> C: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn mm_generic(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-    let idx = wg_linear(wg, nwg) * 64u + li;
+    let idx = wg_linear(wg, nwg) * WG + li;
     let tn = (p.n + 3u) / 4u;
     let tm = (p.m + 3u) / 4u;
     if (idx >= tm * tn) {
@@ -65,23 +53,15 @@ fn mm_generic(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (j >= p.n) {
                 break;
             }
-            var v = rows[r][c];
-            if ((p.flags & 1u) != 0u) {
-                v += bias[j];
-            }
-            let o = i * p.n + j;
-            if ((p.flags & 2u) != 0u) {
-                v = C[o] + v;
-            }
-            C[o] = v;
+            store(i, j, rows[r][c]);
         }
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn colsum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let j = wg_linear(wg, nwg) * 64u + li;
+    let j = wg_linear(wg, nwg) * WG + li;
     if (j >= p.n) {
         return;
     }

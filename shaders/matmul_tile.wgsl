@@ -2,8 +2,8 @@
 //
 // mm_tile16x8: C[i,j] = (acc ? C[i,j] : 0) + sum_p A(i,p) * B(p,j) (+ bias[j] if has_bias)
 //   A(i,p) = A[i*a_rs + p*a_cs], B(p,j) = B[p*b_rs + j*b_cs], C [M,N] row-major: the same
-//   contract and Params as mm_generic (matmul.wgsl), so it serves y = x.W^T, dx = dy.W and
-//   dW = dy^T.x alike. p runs 0..K in order for every output (fixed reduction order).
+//   contract, Params and epilogue as mm_generic (matmul_common.wgsl), so it serves y = x.W^T,
+//   dx = dy.W and dW = dy^T.x alike. p runs 0..K in order for every output (fixed reduction order).
 //
 // Why this shape: lavapipe runs a workgroup on one thread, 8 invocations in SIMD lanes, and
 // every storage load costs about the same whether its address is uniform or not (measured:
@@ -13,48 +13,18 @@
 // 8x16 and 16x16 on the training shapes; unrolling k made it slower. Workgroups of 32.
 // Reads are clamped to valid rows/columns; out-of-range outputs are computed but not written.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_rs: u32,
-    a_cs: u32,
-    b_rs: u32,
-    b_cs: u32,
-    flags: u32, // bit 0: add bias, bit 1: accumulate into C
-}
+// #include "matmul_common.wgsl"
 
-@group(0) @binding(0) var<uniform> p: Params;
+// Invocations per workgroup of mm_tile16x8.
+const TILE_WG: u32 = 32u;
+
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> C: array<f32>;
 
-// Writes v to C[i, j..j+4) (+ bias, + C per flags), skipping elements outside [M, N].
-fn put4(i: u32, j: u32, v: vec4<f32>) {
-    if (i >= p.m) {
-        return;
-    }
-    for (var c = 0u; c < 4u; c++) {
-        if (j + c >= p.n) {
-            return;
-        }
-        var x = v[c];
-        if ((p.flags & 1u) != 0u) {
-            x += bias[j + c];
-        }
-        let o = i * p.n + j + c;
-        if ((p.flags & 2u) != 0u) {
-            x = C[o] + x;
-        }
-        C[o] = x;
-    }
-}
-
-@compute @workgroup_size(32)
+@compute @workgroup_size(TILE_WG)
 fn mm_tile16x8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    let idx = wg_linear(wg, nwg) * 32u + li;
+    let idx = wg_linear(wg, nwg) * TILE_WG + li;
     let tn = (p.n + 7u) / 8u;
     let tm = (p.m + 15u) / 16u;
     if (idx >= tm * tn) {

@@ -2,25 +2,18 @@
 //
 // mm_nt_vec4: x [M,K] as vec4 [M,K/4], W [N,K] as vec4 [N,K/4], y [M,N].
 //   Each invocation computes a 4 (rows) x 4 (cols) block: per k-step 8 vec4 loads, 16 dot products.
-//   flags: bit 0 add bias, bit 1 accumulate into y.
+//   Params and epilogue: matmul_common.wgsl (k = K, a multiple of 4; strides unused).
 
-struct Params {
-    m: u32,
-    n: u32,
-    k4: u32,
-    flags: u32,
-}
+// #include "matmul_common.wgsl"
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> B: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> C: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn mm_nt_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
-    let idx = wg_linear(wg, nwg) * 64u + li;
+    let idx = wg_linear(wg, nwg) * WG + li;
+    let k4 = p.k / 4u;
     let tn = (p.n + 3u) / 4u;
     let tm = (p.m + 3u) / 4u;
     if (idx >= tm * tn) {
@@ -29,14 +22,14 @@ fn mm_nt_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let i0 = (idx / tn) * 4u;
     let j0 = (idx % tn) * 4u;
     let ra = vec4<u32>(min(i0, p.m - 1u), min(i0 + 1u, p.m - 1u), min(i0 + 2u, p.m - 1u),
-                       min(i0 + 3u, p.m - 1u)) * p.k4;
+                       min(i0 + 3u, p.m - 1u)) * k4;
     let rb = vec4<u32>(min(j0, p.n - 1u), min(j0 + 1u, p.n - 1u), min(j0 + 2u, p.n - 1u),
-                       min(j0 + 3u, p.n - 1u)) * p.k4;
+                       min(j0 + 3u, p.n - 1u)) * k4;
     var c0 = vec4<f32>(0.0);
     var c1 = vec4<f32>(0.0);
     var c2 = vec4<f32>(0.0);
     var c3 = vec4<f32>(0.0);
-    for (var kk = 0u; kk < p.k4; kk++) {
+    for (var kk = 0u; kk < k4; kk++) {
         let a0 = A[ra.x + kk];
         let a1 = A[ra.y + kk];
         let a2 = A[ra.z + kk];
@@ -61,15 +54,7 @@ fn mm_nt_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
             if (j >= p.n) {
                 break;
             }
-            var v = rows[r][c];
-            if ((p.flags & 1u) != 0u) {
-                v += bias[j];
-            }
-            let o = i * p.n + j;
-            if ((p.flags & 2u) != 0u) {
-                v = C[o] + v;
-            }
-            C[o] = v;
+            store(i, j, rows[r][c]);
         }
     }
 }
@@ -79,26 +64,27 @@ fn mm_nt_vec4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
 // gathers. Each workgroup takes 8 rows of x (the same for all its invocations, so their loads
 // are uniform) and 64 columns (one per invocation); per k-step an invocation gathers one vec4
 // of its W row and does 32 multiply-adds. Requires K % 4 == 0.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn mm_nt_rows8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
     let wid = wg_linear(wg, nwg);
-    let tn = (p.n + 63u) / 64u;
+    let k4 = p.k / 4u;
+    let tn = (p.n + WG - 1u) / WG;
     let i0 = (wid / tn) * 8u;
     if (i0 >= p.m) {
         return;
     }
-    let j = (wid % tn) * 64u + li;
-    let rb = min(j, p.n - 1u) * p.k4;
+    let j = (wid % tn) * WG + li;
+    let rb = min(j, p.n - 1u) * k4;
     let last = p.m - 1u;
-    let r0 = min(i0, last) * p.k4;
-    let r1 = min(i0 + 1u, last) * p.k4;
-    let r2 = min(i0 + 2u, last) * p.k4;
-    let r3 = min(i0 + 3u, last) * p.k4;
-    let r4 = min(i0 + 4u, last) * p.k4;
-    let r5 = min(i0 + 5u, last) * p.k4;
-    let r6 = min(i0 + 6u, last) * p.k4;
-    let r7 = min(i0 + 7u, last) * p.k4;
+    let r0 = min(i0, last) * k4;
+    let r1 = min(i0 + 1u, last) * k4;
+    let r2 = min(i0 + 2u, last) * k4;
+    let r3 = min(i0 + 3u, last) * k4;
+    let r4 = min(i0 + 4u, last) * k4;
+    let r5 = min(i0 + 5u, last) * k4;
+    let r6 = min(i0 + 6u, last) * k4;
+    let r7 = min(i0 + 7u, last) * k4;
     var c0 = 0.0;
     var c1 = 0.0;
     var c2 = 0.0;
@@ -107,7 +93,7 @@ fn mm_nt_rows8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     var c5 = 0.0;
     var c6 = 0.0;
     var c7 = 0.0;
-    for (var kk = 0u; kk < p.k4; kk++) {
+    for (var kk = 0u; kk < k4; kk++) {
         let b = B[rb + kk];
         c0 += dot(A[r0 + kk], b);
         c1 += dot(A[r1 + kk], b);
@@ -127,14 +113,6 @@ fn mm_nt_rows8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         if (i >= p.m) {
             break;
         }
-        var v = rows[r];
-        if ((p.flags & 1u) != 0u) {
-            v += bias[j];
-        }
-        let o = i * p.n + j;
-        if ((p.flags & 2u) != 0u) {
-            v = C[o] + v;
-        }
-        C[o] = v;
+        store(i, j, rows[r]);
     }
 }

@@ -17,6 +17,8 @@
 // q8_0_quantize / q4_0_quantize: src = f32 bits [32*nb], dst = words, flag [1].
 // q8_0_dequantize / q4_0_dequantize (one invocation per block): src = words, dst = f32 bits.
 
+// #include "common.wgsl"
+
 struct Params {
     nb: u32, // number of blocks
 }
@@ -300,10 +302,10 @@ fn q4_block(blk: u32, w: ptr<function, array<u32, 17>>, off: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn q8_0_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let pair = wg_linear(wg, nwg) * 64u + li;
+    let pair = wg_linear(wg, nwg) * WG + li;
     let b0 = pair * 2u;
     if (b0 >= p.nb) {
         return;
@@ -323,10 +325,10 @@ fn q8_0_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn q4_0_quantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let pair = wg_linear(wg, nwg) * 64u + li;
+    let pair = wg_linear(wg, nwg) * WG + li;
     let b0 = pair * 2u;
     if (b0 >= p.nb) {
         return;
@@ -350,10 +352,10 @@ fn get_byte(i: u32) -> u32 {
     return (src[i >> 2u] >> ((i & 3u) * 8u)) & 0xffu;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn q8_0_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    let blk = wg_linear(wg, nwg) * 64u + li;
+    let blk = wg_linear(wg, nwg) * WG + li;
     if (blk >= p.nb) {
         return;
     }
@@ -365,10 +367,10 @@ fn q8_0_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn q4_0_dequantize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    let blk = wg_linear(wg, nwg) * 64u + li;
+    let blk = wg_linear(wg, nwg) * WG + li;
     if (blk >= p.nb) {
         return;
     }

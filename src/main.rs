@@ -39,8 +39,8 @@ struct Cli {
     #[arg(short, long, global = true)]
     verbose: bool,
     /// GPU adapter to use: a substring of its name, or a backend (vulkan, gl)
-    /// [default: $PAI_ADAPTER, else the best GPU, else a CPU adapter].
-    #[arg(long, value_name = "NAME", global = true)]
+    /// [default: the best GPU, else a CPU adapter].
+    #[arg(long, value_name = "NAME", global = true, env = "PAI_ADAPTER")]
     adapter: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -132,10 +132,6 @@ enum BenchWhat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(a) = &cli.adapter {
-        // SAFETY: set before any thread starts; GPU nodes read PAI_ADAPTER.
-        unsafe { std::env::set_var("PAI_ADAPTER", a) };
-    }
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {

@@ -257,13 +257,13 @@ fn verify_repair_drops_corrupt_objects_and_the_next_build_restores_them() {
 #[test]
 fn the_model_kinds_say_they_are_not_implemented_yet() {
     let p = Proj::with_pipeline(&format!(
-        "{PIPELINE}\n[nodes.init]\nkind = \"gpt-init\"\ninputs = [\"tokenizer\"]\n"
+        "{PIPELINE}\n[nodes.eval]\nkind = \"evaluate\"\ninputs = [\"packed\"]\n"
     ));
     fails_with(
         &p,
-        &["build", "init"],
+        &["build", "eval"],
         1,
-        &["kind `gpt-init` is declared", "not implemented"],
+        &["node `eval`: its kind is declared", "not implemented"],
     );
 }
 

@@ -5,9 +5,21 @@
 mod gpu_util;
 
 use gpu_util::*;
-use pai::gpu::kernels as k;
 use pai::gpu::reference::{self as r, AdamW, AttnShape};
 use pai::gpu::{Tensor, reference::to_f64};
+
+/// The GPU functions of every op.
+mod k {
+    pub use pai::gpu::ops::attention::{attention, attention_bwd};
+    pub use pai::gpu::ops::crossentropy::crossentropy;
+    pub use pai::gpu::ops::elementwise::{add, gelu, gelu_bwd, residual_bwd};
+    pub use pai::gpu::ops::embedding::{
+        EmbeddingIndex, EmbeddingIndexGpu, embedding, embedding_bwd,
+    };
+    pub use pai::gpu::ops::layernorm::{layernorm, layernorm_bwd};
+    pub use pai::gpu::ops::matmul::*;
+    pub use pai::gpu::ops::optim::{adamw, grad_norm_clip, norm_slots, sum};
+}
 
 const TOL: f64 = 1e-5;
 /// GPU (f32) backward against f64 finite differences.

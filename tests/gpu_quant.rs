@@ -5,7 +5,7 @@
 mod gpu_util;
 
 use gpu_util::*;
-use pai::gpu::quant::{self, Format, f16_to_f32, f32_to_f16};
+use pai::gpu::ops::quant::{self, Format, f16_to_f32, f32_to_f16};
 
 const FORMATS: [Format; 2] = [Format::Q8_0, Format::Q4_0];
 

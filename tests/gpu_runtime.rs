@@ -4,7 +4,15 @@
 mod gpu_util;
 
 use gpu_util::*;
-use pai::gpu::{Gpu, doctor, kernels as k, shaders};
+use pai::gpu::ops::{self, QUANT_KERNELS, TRAIN_KERNELS};
+use pai::gpu::{Gpu, doctor, kernel_sources};
+
+/// The GPU functions the tests call.
+mod k {
+    pub use pai::gpu::ops::elementwise::{add, gelu};
+    pub use pai::gpu::ops::matmul::{gemm, matmul};
+    pub use pai::gpu::ops::optim::adamw;
+}
 
 #[test]
 fn doctor_lists_adapters_and_marks_the_chosen_one() {
@@ -156,20 +164,136 @@ fn many_dispatches_in_one_batch_and_one_readback() {
 
 #[test]
 fn shader_sources_are_embedded_and_named() {
-    for (name, src) in shaders::SOURCES {
-        assert!(!src.is_empty(), "{name}");
+    for list in ops::ALL_KERNELS {
+        for kern in *list {
+            assert!(!kern.wgsl().is_empty(), "{}", kern.name());
+        }
     }
-    let train = shaders::sources(shaders::TRAIN);
-    assert_eq!(train.len(), shaders::TRAIN.len());
+    let train = kernel_sources(TRAIN_KERNELS);
+    assert_eq!(
+        train.len(),
+        TRAIN_KERNELS.iter().map(|l| l.len()).sum::<usize>()
+    );
     assert!(
         train
             .iter()
-            .any(|(n, s)| *n == "attention" && s.contains("fn attn_bwd_kv"))
+            .any(|(n, s)| n == "attention::attn_bwd_kv" && s.contains("fn attn_bwd_kv"))
     );
-    let q = shaders::sources(shaders::QUANT);
+    let q = kernel_sources(QUANT_KERNELS);
     assert!(q.iter().any(|(_, s)| s.contains("fn q4_0_quantize")));
     // Every kernel compiles on this adapter.
-    for kern in k::ALL {
-        gpu().prepare(kern).unwrap();
+    for list in TRAIN_KERNELS {
+        for kern in *list {
+            gpu().prepare(kern).unwrap();
+        }
     }
+}
+
+/// Dispatches kernel `k` with zeroed parameters (no work: every size is 0) and a small buffer
+/// for each storage binding its entry point uses, named as in the WGSL.
+fn dispatch_zeroed(g: &Gpu, b: &mut pai::gpu::Batch, k: &pai::gpu::Kernel) -> anyhow::Result<()> {
+    let r = k.reflect()?;
+    let bufs: Vec<(String, pai::gpu::Tensor)> = r
+        .storage
+        .iter()
+        .map(|(_, n)| (n.clone(), g.zeros(&[16]).unwrap()))
+        .collect();
+    let named: Vec<(&str, &pai::gpu::Tensor)> = bufs.iter().map(|(n, t)| (&n[..], t)).collect();
+    match k.params {
+        16 => b.dispatch(k, &[0u32; 4], &named, 1),
+        32 => b.dispatch(k, &[0u32; 8], &named, 1),
+        48 => b.dispatch(k, &[0u32; 12], &named, 1),
+        n => panic!("{}: no test params of {n} bytes", k.name()),
+    }
+}
+
+#[test]
+fn every_kernel_binds_exactly_what_its_entry_point_uses() {
+    let g = gpu();
+    let mut b = g.batch();
+    for list in ops::ALL_KERNELS {
+        for kern in *list {
+            dispatch_zeroed(g, &mut b, kern).unwrap_or_else(|e| panic!("{}: {e:#}", kern.name()));
+        }
+    }
+    b.run().unwrap();
+    // A buffer the entry point does not use, or a missing one, is refused on the host.
+    let (x, y, extra) = (
+        g.zeros(&[4]).unwrap(),
+        g.zeros(&[4]).unwrap(),
+        g.zeros(&[4]).unwrap(),
+    );
+    let mut b = g.batch();
+    let p = ops::elementwise::ElementwiseParams::default();
+    let e = b
+        .dispatch(
+            &ops::elementwise::GELU_FWD,
+            &p,
+            &[("x", &x), ("out", &y), ("out2", &extra)],
+            4,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not use") && e.contains("out2"), "{e}");
+    let e = b
+        .dispatch(&ops::elementwise::GELU_FWD, &p, &[("x", &x)], 4)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no buffer") && e.contains("out"), "{e}");
+    // Parameters of the wrong struct are refused.
+    let e = b
+        .dispatch(
+            &ops::elementwise::GELU_FWD,
+            &[0u32; 8],
+            &[("x", &x), ("out", &y)],
+            4,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bytes"), "{e}");
+}
+
+#[test]
+fn the_device_reports_the_kernels_dispatched() {
+    use pai::gpu::ops::{GpuOps, Ops};
+    // A device of its own: the shared one records the other tests' dispatches too.
+    let g = Gpu::new(None).unwrap();
+    let mut o = GpuOps::new(&g);
+    let x = o.upload(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
+    let (w, bias) = (
+        o.upload(&[0.5; 3], &[1, 3]).unwrap(),
+        o.zeros(&[3]).unwrap(),
+    );
+    let (y, mean, rstd) = (
+        o.zeros(&[2, 3]).unwrap(),
+        o.zeros(&[2]).unwrap(),
+        o.zeros(&[2]).unwrap(),
+    );
+    assert!(g.take_dispatched().is_empty());
+    let ones = o.upload(&[1.0; 3], &[3]).unwrap();
+    o.layernorm(&x, &ones, &bias, &y, &mean, &rstd, 1e-5)
+        .unwrap();
+    let got = g.take_dispatched();
+    assert_eq!(
+        got.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["layernorm::ln_fwd"]
+    );
+    assert!(g.take_dispatched().is_empty(), "taking clears the set");
+    let (logits, tgt, losses) = (
+        o.upload(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], &[2, 3]).unwrap(),
+        o.upload_ids(&[0, 2], &[2]).unwrap(),
+        o.zeros(&[2]).unwrap(),
+    );
+    let out = o.zeros(&[2, 1]).unwrap();
+    o.crossentropy(&logits, &tgt, &losses, None, 1.0).unwrap();
+    o.matmul(&x, &w, None, &out, false).unwrap();
+    o.colsum(&x, &bias, false).unwrap();
+    let want: std::collections::BTreeSet<String> = [
+        "crossentropy::xent".to_string(),
+        "matmul::colsum".to_string(),
+        ops::matmul::nt_variant(&g, 3).name(),
+    ]
+    .into();
+    assert_eq!(g.take_dispatched(), want);
+    o.read(&out).unwrap();
 }

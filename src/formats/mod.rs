@@ -1,3 +1,5 @@
-//! File formats: token files (and, with the model issues, safetensors and GGUF).
+//! File formats: token files, safetensors, GGML block layouts (and, with the quantization
+//! issue, GGUF).
+pub mod ggml;
 pub mod safetensors;
 pub mod tokens;

@@ -2,10 +2,12 @@
 //! measured in the same run (matmul: the `matrixmultiply` crate on all cores; attention and
 //! quantization: the plain-Rust references).
 
-use super::kernels as k;
-use super::quant::{self, Format};
-use super::reference::{self, AttnShape};
+use super::ops::attention::{self, AttnShape};
+use super::ops::matmul as mm;
+use super::ops::quant::{self, Format, QuantParams};
+use super::reference;
 use super::{Batch, Gpu};
+use crate::formats::ggml::QK;
 use anyhow::Result;
 use serde::Serialize;
 use std::fmt;
@@ -171,9 +173,13 @@ fn cpu_sgemm_nt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, n: usize, kk: usi
 }
 
 /// Runs the kernel benchmark on the adapter `Gpu::new(adapter_pref)` picks (~1 minute on
-/// lavapipe).
+/// lavapipe). `PAI_MATMUL_KERNEL` (an entry name, e.g. `mm_generic`) forces that matmul
+/// variant where it accepts the shape, for experiments.
 pub fn kernels(adapter_pref: Option<&str>) -> Result<KernelBench> {
     let gpu = Gpu::new(adapter_pref)?;
+    if let Ok(name) = std::env::var("PAI_MATMUL_KERNEL") {
+        gpu.force_matmul(Some(&name));
+    }
     run(&gpu)
 }
 
@@ -198,14 +204,14 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         let wt = gpu.upload(&w, &[n, kk])?;
         let yt = gpu.zeros(&[m, n])?;
         let flop = 2.0 * (m * n * kk) as f64;
-        let s = time_gpu(gpu, budget, |b| k::matmul(b, &xt, &wt, None, &yt, false))?;
+        let s = time_gpu(gpu, budget, |b| mm::matmul(b, &xt, &wt, None, &yt, false))?;
         let mut y = vec![0.0f32; m * n];
         let cs = time_cpu(budget, || cpu_sgemm_nt(&x, &w, &mut y, m, n, kk));
         let (gf, cf) = (flop / s / 1e9, flop / cs / 1e9);
         matmul.push(MatmulBench {
             shape: [m, n, kk],
             what: what.to_string(),
-            kernel: k::nt_variant(gpu, kk).entry.to_string(),
+            kernel: mm::nt_variant(gpu, kk).entry.to_string(),
             gflops: gf,
             cpu_gflops: cf,
             ratio: gf / cf,
@@ -224,8 +230,8 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         );
         let (dxt, dwt) = (gpu.zeros(&[m, kk])?, gpu.zeros(&[n, kk])?);
         let flop = 2.0 * (m * n * kk) as f64;
-        let kernel = k::gemm_variant(gpu).entry.to_string();
-        let s = time_gpu(gpu, budget, |b| k::matmul_dx(b, &dyt, &wt, &dxt, false))?;
+        let kernel = mm::gemm_variant(gpu).entry.to_string();
+        let s = time_gpu(gpu, budget, |b| mm::matmul_dx(b, &dyt, &wt, &dxt, false))?;
         let mut out = vec![0.0f32; m * kk];
         let cs = time_cpu(budget, || {
             cpu_sgemm((m, n, kk), &dy, (n, 1), &w, (kk, 1), &mut out)
@@ -239,7 +245,7 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
             cpu_gflops: cf,
             ratio: gf / cf,
         });
-        let s = time_gpu(gpu, budget, |b| k::matmul_dw(b, &dyt, &xt, &dwt, false))?;
+        let s = time_gpu(gpu, budget, |b| mm::matmul_dw(b, &dyt, &xt, &dwt, false))?;
         let mut out = vec![0.0f32; n * kk];
         let cs = time_cpu(budget, || {
             cpu_sgemm((n, m, kk), &dy, (1, n), &x, (kk, 1), &mut out)
@@ -269,9 +275,9 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
     let p = gpu.zeros(&[s.b, s.nh, s.t, s.t])?;
     let ds = gpu.zeros(&[s.b, s.nh, s.t, s.t])?;
     let dq = gpu.zeros(&[s.b, s.t, 3 * s.c])?;
-    let fwd = time_gpu(gpu, budget, |b| k::attention(b, s, &qt, &out, &p))?;
+    let fwd = time_gpu(gpu, budget, |b| attention::attention(b, s, &qt, &out, &p))?;
     let bwd = time_gpu(gpu, budget, |b| {
-        k::attention_bwd(b, s, &dt, &qt, &p, &ds, &dq)
+        attention::attention_bwd(b, s, &dt, &qt, &p, &ds, &dq)
     })?;
     let (q64, d64) = (reference::to_f64(&qkv), reference::to_f64(&dout));
     let mut rp = Vec::new();
@@ -292,19 +298,16 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
     let xt = gpu.upload(&x, &[n])?;
     let mut quantize = Vec::new();
     for f in [Format::Q8_0, Format::Q4_0] {
-        let kern = match f {
-            Format::Q8_0 => &quant::Q8_0_QUANTIZE,
-            Format::Q4_0 => &quant::Q4_0_QUANTIZE,
-        };
-        let nb = n / quant::QK;
+        let kern = quant::quantize_kernel(f);
+        let nb = n / QK;
         let out = gpu.zeros_u8(nb * f.block_bytes())?;
         let flag = gpu.upload_u32(&[u32::MAX], &[1])?;
         let s = time_gpu(gpu, budget, |b| {
             b.dispatch(
                 kern,
-                &super::Params::new().u(nb),
-                &[&xt, &out, &flag],
-                nb.div_ceil(2),
+                &QuantParams::new(nb),
+                &[("src", &xt), ("dst", &out), ("flag", &flag)],
+                quant::quantize_invocations(nb),
             )
         })?;
         let cs = time_cpu(budget, || {

@@ -452,16 +452,6 @@ impl InputParams<'_> {
     }
 }
 
-/// (name, WGSL text as compiled) of the kernels in `lists`, sorted by name, each once.
-pub fn kernel_sources(lists: Kernels) -> Vec<(String, String)> {
-    let mut out = std::collections::BTreeMap::<String, String>::new();
-    for k in lists.iter().flat_map(|l| l.iter()) {
-        out.entry(format!("{}::{}", k.family, k.entry))
-            .or_insert_with(|| crate::gpu::shaders::source(k.family).unwrap_or_default());
-    }
-    out.into_iter().collect()
-}
-
 /// A `validate` that accepts every parameter set.
 pub fn no_checks(_: &Params) -> std::result::Result<(), String> {
     Ok(())
@@ -508,7 +498,7 @@ impl Kind {
     /// (name, WGSL text as compiled) of every kernel the kind declares, sorted by name, each
     /// once: what its action keys hash.
     pub fn shaders(&self) -> Vec<(String, String)> {
-        kernel_sources(self.kernels)
+        crate::gpu::kernel_sources(self.kernels)
     }
     /// Names of the kernels the kind declares.
     pub fn kernel_names(&self) -> std::collections::BTreeSet<String> {

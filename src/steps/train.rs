@@ -116,7 +116,7 @@ pub static TRAIN: Kind = Kind {
             OutputDecl::keep("loss.svg", "training and validation loss curves"),
         ])
     },
-    kernels: &[crate::gpu::kernels::ALL],
+    kernels: crate::gpu::ops::TRAIN_KERNELS,
     gpu: GpuUse::Yes,
     validate: super::no_checks,
     reads_temporaries: false,

@@ -1,11 +1,12 @@
-//! Q8_0 and Q4_0 quantization (GGML block layouts), on the GPU and as a plain-Rust port of
-//! ggml's reference quantizers (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`).
+//! GGML block layouts (Q8_0, Q4_0): type ids, f16 conversion and plain-Rust ports of ggml's
+//! reference quantizers (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`) and dequantizers.
+//! The GPU quantizer (`gpu::ops::quant`) produces the same bytes; the GGUF writer lives beside
+//! this file.
 //!
 //! Q8_0 block (34 bytes): f16 d, i8 q[32]; x ≈ q·d. Q4_0 block (18 bytes): f16 d, u8 qs[16]
 //! with q[j] in the low nibble of byte j and q[j+16] in the high nibble; x ≈ (q−8)·d.
 //! NaN or Inf in the input is an error naming the tensor and block, never a silent block.
 
-use super::{Access, Gpu, Kernel, Params, Tensor};
 use anyhow::{Result, bail, ensure};
 use serde::Serialize;
 
@@ -49,33 +50,6 @@ impl Format {
         }
     }
 }
-
-const R: Access = Access::Read;
-const W: Access = Access::ReadWrite;
-pub const Q8_0_QUANTIZE: Kernel = Kernel {
-    family: "quant",
-    entry: "q8_0_quantize",
-    bindings: &[R, W, W],
-    workgroup: 64,
-};
-pub const Q4_0_QUANTIZE: Kernel = Kernel {
-    family: "quant",
-    entry: "q4_0_quantize",
-    bindings: &[R, W, W],
-    workgroup: 64,
-};
-pub const Q8_0_DEQUANTIZE: Kernel = Kernel {
-    family: "quant",
-    entry: "q8_0_dequantize",
-    bindings: &[R, W, W],
-    workgroup: 64,
-};
-pub const Q4_0_DEQUANTIZE: Kernel = Kernel {
-    family: "quant",
-    entry: "q4_0_dequantize",
-    bindings: &[R, W, W],
-    workgroup: 64,
-};
 
 /// f32 → f16 bits, round to nearest even (as F16C `_cvtss_sh(x, 0)` / GGML_FP32_TO_FP16).
 pub fn f32_to_f16(x: f32) -> u16 {
@@ -147,7 +121,7 @@ fn c_float_to_i8(v: f32) -> i8 {
     }
 }
 
-fn check_finite(name: &str, x: &[f32]) -> Result<()> {
+pub(crate) fn check_finite(name: &str, x: &[f32]) -> Result<()> {
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         bail!(
             "tensor {name:?}: element {i} (block {}, offset {}) is {}; cannot quantize non-finite weights",
@@ -159,7 +133,7 @@ fn check_finite(name: &str, x: &[f32]) -> Result<()> {
     Ok(())
 }
 
-fn check_len(name: &str, x: &[f32]) -> Result<()> {
+pub(crate) fn check_len(name: &str, x: &[f32]) -> Result<()> {
     ensure!(
         x.len().is_multiple_of(QK),
         "tensor {name:?}: {} elements is not a multiple of the block size {QK}",
@@ -254,82 +228,4 @@ pub fn dequantize_ref(format: Format, bytes: &[u8]) -> Result<Vec<f32>> {
         }
     }
     Ok(out)
-}
-
-/// Quantizes a device tensor (f32, length a multiple of 32) into a byte tensor of
-/// `blocks × block_bytes` bytes. Non-finite input is an error naming `name` and the first bad
-/// block.
-pub fn quantize_tensor(gpu: &Gpu, format: Format, name: &str, x: &Tensor) -> Result<Tensor> {
-    ensure!(
-        x.dtype == super::DType::F32,
-        "tensor {name:?}: quantize needs f32 input"
-    );
-    let n = x.len();
-    ensure!(
-        n.is_multiple_of(QK),
-        "tensor {name:?}: {n} elements is not a multiple of the block size {QK}"
-    );
-    let nb = n / QK;
-    let out = gpu.zeros_u8(nb * format.block_bytes())?;
-    let flag = gpu.upload_u32(&[u32::MAX], &[1])?;
-    let k = match format {
-        Format::Q8_0 => &Q8_0_QUANTIZE,
-        Format::Q4_0 => &Q4_0_QUANTIZE,
-    };
-    let mut b = gpu.batch();
-    b.dispatch(k, &Params::new().u(nb), &[x, &out, &flag], nb.div_ceil(2))?;
-    b.submit()?;
-    let f = gpu.read_u32(&flag)?[0];
-    if f != u32::MAX {
-        bail!(
-            "tensor {name:?}: block {f} (elements {}..{}) holds NaN or Inf; cannot quantize non-finite weights",
-            f as usize * QK,
-            (f as usize + 1) * QK
-        );
-    }
-    Ok(out)
-}
-
-/// Quantizes host data on the GPU and returns the GGML block bytes.
-pub fn quantize(gpu: &Gpu, format: Format, name: &str, x: &[f32]) -> Result<Vec<u8>> {
-    check_len(name, x)?;
-    check_finite(name, x)?;
-    let t = gpu.upload(x, &[x.len()])?;
-    let q = quantize_tensor(gpu, format, name, &t)?;
-    gpu.read_bytes(&q)
-}
-
-/// Dequantizes a byte tensor of whole blocks into a new f32 tensor.
-pub fn dequantize_tensor(gpu: &Gpu, format: Format, q: &Tensor) -> Result<Tensor> {
-    let bb = format.block_bytes();
-    ensure!(
-        q.dtype == super::DType::U8,
-        "dequantize: {} data must be a u8 tensor, is {:?}",
-        format.name(),
-        q.dtype
-    );
-    ensure!(
-        q.len().is_multiple_of(bb),
-        "{} data of {} bytes is not whole blocks of {bb}",
-        format.name(),
-        q.len()
-    );
-    let nb = q.len() / bb;
-    let out = gpu.zeros(&[nb * QK])?;
-    let k = match format {
-        Format::Q8_0 => &Q8_0_DEQUANTIZE,
-        Format::Q4_0 => &Q4_0_DEQUANTIZE,
-    };
-    let d = gpu.zeros_u32(&[1])?;
-    let mut b = gpu.batch();
-    b.dispatch(k, &Params::new().u(nb), &[q, &out, &d], nb)?;
-    b.submit()?;
-    Ok(out)
-}
-
-/// Dequantizes host bytes on the GPU.
-pub fn dequantize(gpu: &Gpu, format: Format, bytes: &[u8]) -> Result<Vec<f32>> {
-    let q = gpu.upload_u8(bytes)?;
-    let t = dequantize_tensor(gpu, format, &q)?;
-    gpu.read(&t)
 }

@@ -1,0 +1,252 @@
+//! Causal multi-head self-attention with the softmax inside, forward and backward
+//! (`shaders/attention.wgsl`).
+
+use super::{distinct, numel, same, u};
+use crate::gpu::pipelines::kernel;
+use crate::gpu::{Batch, Kernel, Tensor};
+use anyhow::{Result, ensure};
+
+/// Shape of an attention call: batch, context, channels, heads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnShape {
+    pub b: usize,
+    pub t: usize,
+    pub c: usize,
+    pub nh: usize,
+}
+
+impl AttnShape {
+    pub fn hs(&self) -> usize {
+        self.c / self.nh
+    }
+    pub fn scale(&self) -> f64 {
+        1.0 / (self.hs() as f64).sqrt()
+    }
+}
+
+/// The uniform block (`Params` in `shaders/attention.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttentionParams {
+    pub b: u32,
+    pub t: u32,
+    pub c: u32,
+    pub nh: u32,
+    pub scale: f32,
+    pub _pad: [u32; 3],
+}
+
+impl AttentionParams {
+    fn new(s: AttnShape) -> Self {
+        Self {
+            b: u(s.b),
+            t: u(s.t),
+            c: u(s.c),
+            nh: u(s.nh),
+            scale: s.scale() as f32,
+            _pad: [0; 3],
+        }
+    }
+}
+
+pub const ATTN_FWD: Kernel = kernel!("attention", "attn_fwd", AttentionParams);
+pub const ATTN_BWD_Q: Kernel = kernel!("attention", "attn_bwd_q", AttentionParams);
+pub const ATTN_BWD_KV: Kernel = kernel!("attention", "attn_bwd_kv", AttentionParams);
+
+/// Every kernel this op can dispatch.
+pub const KERNELS: &[&Kernel] = &[&ATTN_FWD, &ATTN_BWD_Q, &ATTN_BWD_KV];
+
+/// qkv [B,T,3C], out (or dout) [B,T,C], P [B,NH,T,T]; C splits into NH heads.
+pub fn check(s: AttnShape, qkv: &[usize], out: &[usize], p: &[usize]) -> Result<()> {
+    ensure!(
+        s.nh > 0 && s.c.is_multiple_of(s.nh),
+        "attention: {} channels do not split into {} heads",
+        s.c,
+        s.nh
+    );
+    ensure!(
+        numel(qkv) == s.b * s.t * 3 * s.c,
+        "attention: qkv {qkv:?} should hold [{}, {}, {}]",
+        s.b,
+        s.t,
+        3 * s.c
+    );
+    ensure!(
+        numel(out) == s.b * s.t * s.c,
+        "attention: out {out:?} should hold [{}, {}, {}]",
+        s.b,
+        s.t,
+        s.c
+    );
+    ensure!(
+        numel(p) == s.b * s.nh * s.t * s.t,
+        "attention: probabilities {p:?} should hold [{}, {}, {}, {}]",
+        s.b,
+        s.nh,
+        s.t,
+        s.t
+    );
+    Ok(())
+}
+
+/// Backward: as [`check`], with dqkv like qkv and dS like P.
+pub fn check_bwd(
+    s: AttnShape,
+    dout: &[usize],
+    qkv: &[usize],
+    p: &[usize],
+    ds: &[usize],
+    dqkv: &[usize],
+) -> Result<()> {
+    check(s, qkv, dout, p)?;
+    same(qkv, dqkv, "attention_bwd qkv/dqkv")?;
+    same(p, ds, "attention_bwd P/dS")
+}
+
+/// Causal attention forward: qkv [B,T,3C] → out [B,T,C], probabilities P [B,NH,T,T] (saved for
+/// the backward pass).
+pub fn attention(
+    b: &mut Batch,
+    s: AttnShape,
+    qkv: &Tensor,
+    out: &Tensor,
+    p: &Tensor,
+) -> Result<()> {
+    check(s, &qkv.shape, &out.shape, &p.shape)?;
+    distinct(&[qkv, out, p], "attention")?;
+    b.dispatch(
+        &ATTN_FWD,
+        &AttentionParams::new(s),
+        &[("qkv", qkv), ("out", out), ("P", p)],
+        s.b * s.nh * s.t,
+    )
+}
+
+/// Causal attention backward: dqkv [B,T,3C] (overwritten) from dout, qkv, P; `ds` [B,NH,T,T] is
+/// scratch.
+pub fn attention_bwd(
+    b: &mut Batch,
+    s: AttnShape,
+    dout: &Tensor,
+    qkv: &Tensor,
+    p: &Tensor,
+    ds: &Tensor,
+    dqkv: &Tensor,
+) -> Result<()> {
+    check_bwd(s, &dout.shape, &qkv.shape, &p.shape, &ds.shape, &dqkv.shape)?;
+    distinct(&[dout, qkv, p, ds, dqkv], "attention_bwd")?;
+    let n = s.b * s.nh * s.t;
+    let bufs = [
+        ("qkv", qkv),
+        ("dout", dout),
+        ("out", dqkv),
+        ("P", p),
+        ("dS", ds),
+    ];
+    let params = AttentionParams::new(s);
+    b.dispatch(&ATTN_BWD_Q, &params, &bufs, n)?;
+    b.dispatch(&ATTN_BWD_KV, &params, &bufs, n)
+}
+
+pub mod cpu {
+    use super::super::CpuTensor;
+    use super::{AttnShape, check, check_bwd, reference as r};
+    use anyhow::Result;
+
+    pub fn attention(s: AttnShape, qkv: &CpuTensor, out: &CpuTensor, p: &CpuTensor) -> Result<()> {
+        check(s, &qkv.shape, &out.shape, &p.shape)?;
+        let (o, pp) = r::attention_fwd(&qkv.get(), s);
+        out.put(&o, false);
+        p.put(&pp, false);
+        Ok(())
+    }
+
+    pub fn attention_bwd(
+        s: AttnShape,
+        dout: &CpuTensor,
+        qkv: &CpuTensor,
+        p: &CpuTensor,
+        ds: &CpuTensor,
+        dqkv: &CpuTensor,
+    ) -> Result<()> {
+        check_bwd(s, &dout.shape, &qkv.shape, &p.shape, &ds.shape, &dqkv.shape)?;
+        dqkv.put(
+            &r::attention_bwd(&dout.get(), &qkv.get(), &p.get(), s),
+            false,
+        );
+        Ok(())
+    }
+}
+
+pub mod reference {
+    use super::AttnShape;
+
+    /// Causal attention forward: qkv [B,T,3C] → (out [B,T,C], P [B,NH,T,T]).
+    pub fn attention_fwd(qkv: &[f64], s: AttnShape) -> (Vec<f64>, Vec<f64>) {
+        let AttnShape { b, t, c, nh } = s;
+        let hs = s.hs();
+        let c3 = 3 * c;
+        let mut out = vec![0.0; b * t * c];
+        let mut p = vec![0.0; b * nh * t * t];
+        for bi in 0..b {
+            for h in 0..nh {
+                for ti in 0..t {
+                    let q = (bi * t + ti) * c3 + h * hs;
+                    let row = ((bi * nh + h) * t + ti) * t;
+                    let mut scores = vec![0.0; ti + 1];
+                    for (t2, sc) in scores.iter_mut().enumerate() {
+                        let k = (bi * t + t2) * c3 + c + h * hs;
+                        *sc = (0..hs).map(|d| qkv[q + d] * qkv[k + d]).sum::<f64>() * s.scale();
+                    }
+                    let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let sum: f64 = scores.iter().map(|v| (v - mx).exp()).sum();
+                    for (t2, sc) in scores.iter().enumerate() {
+                        p[row + t2] = (sc - mx).exp() / sum;
+                    }
+                    for d in 0..hs {
+                        out[(bi * t + ti) * c + h * hs + d] = (0..=ti)
+                            .map(|t2| p[row + t2] * qkv[(bi * t + t2) * c3 + 2 * c + h * hs + d])
+                            .sum();
+                    }
+                }
+            }
+        }
+        (out, p)
+    }
+
+    /// Causal attention backward: dqkv [B,T,3C] from dout [B,T,C], qkv and P.
+    pub fn attention_bwd(dout: &[f64], qkv: &[f64], p: &[f64], s: AttnShape) -> Vec<f64> {
+        let AttnShape { b, t, c, nh } = s;
+        let hs = s.hs();
+        let c3 = 3 * c;
+        let sc = s.scale();
+        let mut dqkv = vec![0.0; b * t * c3];
+        for bi in 0..b {
+            for h in 0..nh {
+                for ti in 0..t {
+                    let row = ((bi * nh + h) * t + ti) * t;
+                    let o = (bi * t + ti) * c + h * hs;
+                    let dp: Vec<f64> = (0..=ti)
+                        .map(|t2| {
+                            let v = (bi * t + t2) * c3 + 2 * c + h * hs;
+                            (0..hs).map(|d| dout[o + d] * qkv[v + d]).sum()
+                        })
+                        .collect();
+                    let rowdot: f64 = (0..=ti).map(|t2| dp[t2] * p[row + t2]).sum();
+                    let q = (bi * t + ti) * c3 + h * hs;
+                    for t2 in 0..=ti {
+                        let ds = p[row + t2] * (dp[t2] - rowdot);
+                        let k = (bi * t + t2) * c3 + c + h * hs;
+                        let v = k + c;
+                        for d in 0..hs {
+                            dqkv[q + d] += sc * ds * qkv[k + d];
+                            dqkv[k + d] += sc * ds * qkv[q + d];
+                            dqkv[v + d] += p[row + t2] * dout[o + d];
+                        }
+                    }
+                }
+            }
+        }
+        dqkv
+    }
+}

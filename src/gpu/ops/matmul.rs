@@ -1,0 +1,483 @@
+//! Matrix products: the linear forward y = x·Wᵀ (+ b) and its backward products dx = dy·W,
+//! dW = dyᵀ·x, and the bias gradient (column sums). Several kernel variants compute the same
+//! products (`shaders/matmul.wgsl`, `matmul_vec4.wgsl`, `matmul_tile.wgsl`, sharing
+//! `matmul_common.wgsl`); [`nt_variant`] and [`gemm_variant`] choose one per adapter and shape.
+//! "acc" means the kernel adds into its output instead of overwriting it.
+
+use super::{distinct, f32t, numel, rows_cols, u};
+use crate::gpu::pipelines::kernel;
+use crate::gpu::{Batch, Gpu, Kernel, Tensor};
+use anyhow::{Result, ensure};
+
+/// The uniform block of every product kernel (`Params` in `shaders/matmul_common.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub a_rs: u32,
+    pub a_cs: u32,
+    pub b_rs: u32,
+    pub b_cs: u32,
+    /// Bit 0: add bias; bit 1: accumulate into C.
+    pub flags: u32,
+}
+
+pub const MM_GENERIC: Kernel = kernel!("matmul", "mm_generic", MatmulParams);
+pub const COLSUM: Kernel = kernel!("matmul", "colsum", MatmulParams);
+pub const MM_NT_VEC4: Kernel = kernel!("matmul_vec4", "mm_nt_vec4", MatmulParams);
+pub const MM_NT_ROWS8: Kernel = kernel!("matmul_vec4", "mm_nt_rows8", MatmulParams);
+pub const MM_TILE16X8: Kernel = kernel!("matmul_tile", "mm_tile16x8", MatmulParams);
+
+/// Every kernel this op can dispatch.
+pub const KERNELS: &[&Kernel] = &[
+    &MM_GENERIC,
+    &COLSUM,
+    &MM_NT_VEC4,
+    &MM_NT_ROWS8,
+    &MM_TILE16X8,
+];
+
+/// The `y = x·Wᵀ` kernels (any of them is correct for any shape they accept; the `mm_nt_*`
+/// ones need K % 4 == 0).
+pub const NT_VARIANTS: [&Kernel; 4] = [&MM_GENERIC, &MM_NT_VEC4, &MM_NT_ROWS8, &MM_TILE16X8];
+
+/// The strided-product kernels behind [`gemm`] (and so `matmul_dx`, `matmul_dw`): both take
+/// any strides and any shape.
+pub const GEMM_VARIANTS: [&Kernel; 2] = [&MM_GENERIC, &MM_TILE16X8];
+
+fn needs_k4(v: &Kernel) -> bool {
+    v.entry == MM_NT_VEC4.entry || v.entry == MM_NT_ROWS8.entry
+}
+
+/// The variant [`Gpu::force_matmul`] names, if it is one of `variants`.
+fn forced(gpu: &Gpu, variants: &[&'static Kernel]) -> Option<&'static Kernel> {
+    let name = gpu.forced_matmul()?;
+    variants.iter().copied().find(|v| v.entry == name)
+}
+
+/// Which matmul variant `y = x·Wᵀ` uses, chosen at run time from the adapter and K:
+/// CPU adapters (lavapipe/llvmpipe) take the 16×8 register tile `mm_tile16x8` for every shape
+/// (~2–4× `mm_nt_rows8` there); GPUs take the 4×4 vec4 kernel `mm_nt_vec4` when K % 4 == 0 and
+/// the portable `mm_generic` otherwise. [`Gpu::force_matmul`] overrides the choice for
+/// experiments where the forced kernel accepts K.
+pub fn nt_variant(gpu: &Gpu, k: usize) -> &'static Kernel {
+    let k4 = k.is_multiple_of(4) && k > 0;
+    if let Some(v) = forced(gpu, &NT_VARIANTS)
+        && (k4 || !needs_k4(v))
+    {
+        return v;
+    }
+    if gpu.is_cpu() {
+        &MM_TILE16X8
+    } else if k4 {
+        &MM_NT_VEC4
+    } else {
+        &MM_GENERIC
+    }
+}
+
+/// Which kernel a strided product ([`gemm`]: the backward `dx = dy·W`, `dW = dyᵀ·x`) uses:
+/// `mm_tile16x8` on CPU adapters, `mm_generic` on GPUs (untuned there); [`Gpu::force_matmul`]
+/// overrides as for [`nt_variant`].
+pub fn gemm_variant(gpu: &Gpu) -> &'static Kernel {
+    if let Some(v) = forced(gpu, &GEMM_VARIANTS) {
+        return v;
+    }
+    if gpu.is_cpu() {
+        &MM_TILE16X8
+    } else {
+        &MM_GENERIC
+    }
+}
+
+// ---------------------------------------------------------------- shape checks (both sides)
+
+/// y[M,N] = x[M,K]·w[N,K]ᵀ (+ bias[N]): returns (M, N, K).
+pub fn check(
+    x: &[usize],
+    w: &[usize],
+    bias: Option<&[usize]>,
+    y: &[usize],
+) -> Result<(usize, usize, usize)> {
+    let (m, k) = rows_cols(x);
+    ensure!(
+        w.len() == 2,
+        "matmul: weight must be 2-D [out, in], is {w:?}"
+    );
+    let (n, kw) = (w[0], w[1]);
+    ensure!(
+        k == kw,
+        "matmul: x {x:?} has {k} columns but weight {w:?} expects {kw}"
+    );
+    ensure!(
+        numel(y) == m * n,
+        "matmul: output {y:?} should hold [{m}, {n}]"
+    );
+    if let Some(b) = bias {
+        ensure!(numel(b) == n, "matmul: bias {b:?} should have {n} elements");
+    }
+    Ok((m, n, k))
+}
+
+/// dx[M,K] = dy[M,N]·w[N,K]: returns (M, N, K).
+pub fn check_dx(dy: &[usize], w: &[usize], dx: &[usize]) -> Result<(usize, usize, usize)> {
+    let (m, n) = rows_cols(dy);
+    ensure!(
+        w.len() == 2 && w[0] == n,
+        "matmul_dx: dy {dy:?} does not match weight {w:?}"
+    );
+    let k = w[1];
+    ensure!(
+        numel(dx) == m * k,
+        "matmul_dx: dx {dx:?} should hold [{m}, {k}]"
+    );
+    Ok((m, n, k))
+}
+
+/// dw[N,K] = dy[M,N]ᵀ·x[M,K]: returns (M, N, K).
+pub fn check_dw(dy: &[usize], x: &[usize], dw: &[usize]) -> Result<(usize, usize, usize)> {
+    let (m, n) = rows_cols(dy);
+    let (mx, k) = rows_cols(x);
+    ensure!(
+        m == mx,
+        "matmul_dw: dy {dy:?} and x {x:?} have different row counts"
+    );
+    ensure!(
+        numel(dw) == n * k,
+        "matmul_dw: dw {dw:?} should hold [{n}, {k}]"
+    );
+    Ok((m, n, k))
+}
+
+/// db[N] = Σ_rows dy[M,N]: returns (M, N).
+pub fn check_colsum(dy: &[usize], db: &[usize]) -> Result<(usize, usize)> {
+    let (m, n) = rows_cols(dy);
+    ensure!(
+        numel(db) == n,
+        "colsum: output {db:?} should have {n} elements"
+    );
+    Ok((m, n))
+}
+
+// ---------------------------------------------------------------- GPU
+
+fn flags(bias: bool, acc: bool) -> u32 {
+    bias as u32 | (acc as u32) << 1
+}
+
+/// Linear forward: y[M,N] = x[M,K]·w[N,K]ᵀ (+ bias[N]) (+ y if acc). x may have any leading
+/// dimensions (flattened to M rows).
+pub fn matmul(
+    b: &mut Batch,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    acc: bool,
+) -> Result<()> {
+    let (_, _, k) = check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
+    for (t, nm) in [(x, "x"), (w, "weight"), (y, "output")] {
+        f32t(t, nm)?;
+    }
+    distinct(&[x, y], "matmul")?;
+    distinct(&[w, y], "matmul")?;
+    matmul_with(b, nt_variant(b.gpu, k), x, w, bias, y, acc)
+}
+
+/// [`matmul`] with an explicit kernel variant (one of [`NT_VARIANTS`]; the vec4 ones need
+/// K % 4 == 0).
+pub fn matmul_with(
+    b: &mut Batch,
+    kern: &Kernel,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    acc: bool,
+) -> Result<()> {
+    ensure!(
+        w.shape.len() == 2,
+        "matmul_with: weight must be 2-D [out, in], is {:?}",
+        w.shape
+    );
+    for (t, what) in [(x, "matmul x"), (w, "matmul w"), (y, "matmul y")] {
+        f32t(t, what)?;
+    }
+    let (m, k) = x.as_2d();
+    let n = w.shape[0];
+    ensure!(
+        y.len() == m * n && w.len() == n * k,
+        "matmul_with: shapes {:?} {:?} {:?}",
+        x.shape,
+        w.shape,
+        y.shape
+    );
+    ensure!(
+        !needs_k4(kern) || k.is_multiple_of(4),
+        "{} needs K % 4 == 0, K = {k}",
+        kern.entry
+    );
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if GEMM_VARIANTS.iter().any(|v| v.entry == kern.entry) {
+        return gemm_with(b, kern, x, (k, 1), w, (1, k), (m, n, k), bias, y, acc);
+    }
+    let p = MatmulParams {
+        m: u(m),
+        n: u(n),
+        k: u(k),
+        flags: flags(bias.is_some(), acc),
+        ..Default::default()
+    };
+    let invocations = if kern.entry == MM_NT_ROWS8.entry {
+        m.div_ceil(8) * n.div_ceil(64) * 64
+    } else {
+        m.div_ceil(4) * n.div_ceil(4)
+    };
+    // Without a bias the flag keeps `bias` unread; the weight (read-only here too) fills the
+    // binding.
+    let bias_t = bias.unwrap_or(w);
+    b.dispatch(
+        kern,
+        &p,
+        &[("A", x), ("B", w), ("bias", bias_t), ("C", y)],
+        invocations,
+    )
+}
+
+/// Strided product C[M,N] = A(i,p)·B(p,j) with A(i,p) = a[i*rs + p*cs], B(p,j) = b[p*rs + j*cs]
+/// (+ bias[j]) (+ C if acc), with the kernel [`gemm_variant`] picks for this adapter.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    b: &mut Batch,
+    a: &Tensor,
+    a_strides: (usize, usize),
+    bm: &Tensor,
+    b_strides: (usize, usize),
+    mnk: (usize, usize, usize),
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    acc: bool,
+) -> Result<()> {
+    let kern = gemm_variant(b.gpu);
+    gemm_with(b, kern, a, a_strides, bm, b_strides, mnk, bias, c, acc)
+}
+
+/// [`gemm`] with an explicit kernel (one of [`GEMM_VARIANTS`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(
+    b: &mut Batch,
+    kern: &Kernel,
+    a: &Tensor,
+    a_strides: (usize, usize),
+    bm: &Tensor,
+    b_strides: (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    acc: bool,
+) -> Result<()> {
+    let span = |rows: usize, cols: usize, (rs, cs): (usize, usize)| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    };
+    ensure!(
+        span(m, k, a_strides) <= a.len(),
+        "gemm: A {:?} too small for [{m}, {k}] with strides {a_strides:?}",
+        a.shape
+    );
+    ensure!(
+        span(k, n, b_strides) <= bm.len(),
+        "gemm: B {:?} too small for [{k}, {n}] with strides {b_strides:?}",
+        bm.shape
+    );
+    ensure!(
+        c.len() == m * n,
+        "gemm: C {:?} should hold [{m}, {n}]",
+        c.shape
+    );
+    for (t, what) in [(a, "gemm A"), (bm, "gemm B"), (c, "gemm C")] {
+        f32t(t, what)?;
+    }
+    if let Some(bias) = bias {
+        f32t(bias, "gemm bias")?;
+        ensure!(
+            bias.len() == n,
+            "gemm: bias {:?} should have {n} elements",
+            bias.shape
+        );
+    }
+    distinct(&[a, c], "gemm")?;
+    distinct(&[bm, c], "gemm")?;
+    ensure!(
+        GEMM_VARIANTS.iter().any(|v| v.entry == kern.entry),
+        "gemm: {} is not a strided-product kernel",
+        kern.entry
+    );
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let p = MatmulParams {
+        m: u(m),
+        n: u(n),
+        k: u(k),
+        a_rs: u(a_strides.0),
+        a_cs: u(a_strides.1),
+        b_rs: u(b_strides.0),
+        b_cs: u(b_strides.1),
+        flags: flags(bias.is_some(), acc),
+    };
+    let blocks = if kern.entry == MM_TILE16X8.entry {
+        m.div_ceil(16) * n.div_ceil(8)
+    } else {
+        m.div_ceil(4) * n.div_ceil(4)
+    };
+    // Without a bias the flag keeps `bias` unread; B (read-only here too) fills the binding.
+    let bias_t = bias.unwrap_or(bm);
+    b.dispatch(
+        kern,
+        &p,
+        &[("A", a), ("B", bm), ("bias", bias_t), ("C", c)],
+        blocks,
+    )
+}
+
+/// Linear backward, input gradient: dx[M,K] (+)= dy[M,N]·w[N,K].
+pub fn matmul_dx(b: &mut Batch, dy: &Tensor, w: &Tensor, dx: &Tensor, acc: bool) -> Result<()> {
+    let (m, n, k) = check_dx(&dy.shape, &w.shape, &dx.shape)?;
+    gemm(b, dy, (n, 1), w, (k, 1), (m, k, n), None, dx, acc)
+}
+
+/// Linear backward, weight gradient: dw[N,K] (+)= dy[M,N]ᵀ·x[M,K] (rows summed in order).
+pub fn matmul_dw(b: &mut Batch, dy: &Tensor, x: &Tensor, dw: &Tensor, acc: bool) -> Result<()> {
+    let (m, n, k) = check_dw(&dy.shape, &x.shape, &dw.shape)?;
+    gemm(b, dy, (1, n), x, (k, 1), (n, k, m), None, dw, acc)
+}
+
+/// Bias gradient: db[N] (+)= Σ_rows dy[M,N] (rows in order).
+pub fn colsum(b: &mut Batch, dy: &Tensor, db: &Tensor, acc: bool) -> Result<()> {
+    let (m, n) = check_colsum(&dy.shape, &db.shape)?;
+    distinct(&[dy, db], "colsum")?;
+    let p = MatmulParams {
+        m: u(m),
+        n: u(n),
+        flags: flags(false, acc),
+        ..Default::default()
+    };
+    b.dispatch(&COLSUM, &p, &[("A", dy), ("C", db)], n)
+}
+
+// ---------------------------------------------------------------- CpuOps
+
+pub mod cpu {
+    use super::super::CpuTensor;
+    use super::{check, check_colsum, check_dw, check_dx, reference as r};
+    use anyhow::Result;
+
+    pub fn matmul(
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        y: &CpuTensor,
+        acc: bool,
+    ) -> Result<()> {
+        let (m, n, k) = check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
+        let b = bias.map(|b| b.get());
+        y.put(
+            &r::matmul_fwd(&x.get(), &w.get(), b.as_deref(), m, n, k),
+            acc,
+        );
+        Ok(())
+    }
+
+    pub fn matmul_dx(dy: &CpuTensor, w: &CpuTensor, dx: &CpuTensor, acc: bool) -> Result<()> {
+        let (m, n, k) = check_dx(&dy.shape, &w.shape, &dx.shape)?;
+        let (d, _, _) = r::matmul_bwd(&dy.get(), &vec![0.0; m * k], &w.get(), m, n, k);
+        dx.put(&d, acc);
+        Ok(())
+    }
+
+    pub fn matmul_dw(dy: &CpuTensor, x: &CpuTensor, dw: &CpuTensor, acc: bool) -> Result<()> {
+        let (m, n, k) = check_dw(&dy.shape, &x.shape, &dw.shape)?;
+        let (_, d, _) = r::matmul_bwd(&dy.get(), &x.get(), &vec![0.0; n * k], m, n, k);
+        dw.put(&d, acc);
+        Ok(())
+    }
+
+    pub fn colsum(dy: &CpuTensor, db: &CpuTensor, acc: bool) -> Result<()> {
+        let (m, n) = check_colsum(&dy.shape, &db.shape)?;
+        db.put(&r::colsum(&dy.get(), m, n), acc);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- f64 reference
+
+pub mod reference {
+    /// y[m,n] = x[m,k] · w[n,k]ᵀ + b[n].
+    pub fn matmul_fwd(
+        x: &[f64],
+        w: &[f64],
+        b: Option<&[f64]>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Vec<f64> {
+        assert_eq!(x.len(), m * k);
+        assert_eq!(w.len(), n * k);
+        let mut y = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = b.map_or(0.0, |b| b[j]);
+                for p in 0..k {
+                    s += x[i * k + p] * w[j * k + p];
+                }
+                y[i * n + j] = s;
+            }
+        }
+        y
+    }
+
+    /// Gradients of [`matmul_fwd`]: dx = dy·w [m,k], dw = dyᵀ·x [n,k], db = column sums of dy
+    /// [n].
+    pub fn matmul_bwd(
+        dy: &[f64],
+        x: &[f64],
+        w: &[f64],
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut dx = vec![0.0; m * k];
+        let mut dw = vec![0.0; n * k];
+        let mut db = vec![0.0; n];
+        for i in 0..m {
+            for j in 0..n {
+                let g = dy[i * n + j];
+                db[j] += g;
+                for p in 0..k {
+                    dx[i * k + p] += g * w[j * k + p];
+                    dw[j * k + p] += g * x[i * k + p];
+                }
+            }
+        }
+        (dx, dw, db)
+    }
+
+    /// Column sums: out[j] = Σ_i a[i,j] for a [m,n].
+    pub fn colsum(a: &[f64], m: usize, n: usize) -> Vec<f64> {
+        let mut s = vec![0.0; n];
+        for i in 0..m {
+            for j in 0..n {
+                s[j] += a[i * n + j];
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,475 @@
+//! The operations, one module per op, and the one interface model code calls them through.
+//!
+//! Each op module holds the op's kernels ([`Kernel`] values over its `shaders/*.wgsl`), its
+//! uniform block as one `#[repr(C)]` Pod struct, the shape check both implementations run, its
+//! GPU function (records dispatches into a [`Batch`]), its [`CpuOps`] function (`cpu`) and its
+//! plain-Rust f64 reference (`reference`).
+//!
+//! [`Ops`] has two implementations: [`GpuOps`] (the WGSL kernels, the product's path) and
+//! [`CpuOps`] (the f64 references: the tests' oracle and the shape a native CPU path would
+//! take). Nothing above this trait knows which one runs. Outputs are passed by shared reference
+//! (device buffers / interior mutability) and must not alias inputs.
+
+pub mod attention;
+pub mod crossentropy;
+pub mod elementwise;
+pub mod embedding;
+pub mod layernorm;
+pub mod matmul;
+pub mod optim;
+pub mod quant;
+
+pub use super::pipelines::{Kernel, kernel_sources};
+pub use attention::AttnShape;
+pub use embedding::{EmbeddingIndex, EmbeddingIndexGpu};
+pub use optim::AdamW;
+
+use super::{Batch, DType, Gpu, Tensor};
+use anyhow::{Result, ensure};
+use std::cell::RefCell;
+
+/// Kernels a training step may dispatch (forward, backward, optimizer), by op.
+pub const TRAIN_KERNELS: &[&[&Kernel]] = &[
+    matmul::KERNELS,
+    layernorm::KERNELS,
+    attention::KERNELS,
+    elementwise::KERNELS,
+    embedding::KERNELS,
+    crossentropy::KERNELS,
+    optim::KERNELS,
+];
+/// Kernels evaluation and generation dispatch (forward and loss only), by op.
+pub const EVAL_KERNELS: &[&[&Kernel]] = &[
+    matmul::KERNELS,
+    layernorm::KERNELS,
+    attention::KERNELS,
+    elementwise::KERNELS,
+    embedding::KERNELS,
+    crossentropy::KERNELS,
+];
+/// Kernels quantization dispatches.
+pub const QUANT_KERNELS: &[&[&Kernel]] = &[quant::KERNELS];
+
+/// Every kernel of every op.
+pub const ALL_KERNELS: &[&[&Kernel]] = &[
+    matmul::KERNELS,
+    layernorm::KERNELS,
+    attention::KERNELS,
+    elementwise::KERNELS,
+    embedding::KERNELS,
+    crossentropy::KERNELS,
+    optim::KERNELS,
+    quant::KERNELS,
+];
+
+/// A size as a shader word. Every size passed here is bounded by a buffer the adapter accepted
+/// (at most max_buffer_size bytes); saturate rather than panic anyway, and let the host-side
+/// binding checks refuse the dispatch.
+pub(crate) fn u(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Rows and columns of a shape viewed as a matrix: all leading dimensions times the last.
+pub(crate) fn rows_cols(shape: &[usize]) -> (usize, usize) {
+    match shape.split_last() {
+        None => (1, 1),
+        Some((last, rest)) => (rest.iter().product(), *last),
+    }
+}
+
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+pub(crate) fn f32t(t: &Tensor, what: &str) -> Result<()> {
+    ensure!(
+        t.dtype == DType::F32,
+        "{what} must be f32, is {:?}",
+        t.dtype
+    );
+    Ok(())
+}
+
+/// Two shapes hold the same number of elements.
+pub(crate) fn same(a: &[usize], b: &[usize], what: &str) -> Result<()> {
+    ensure!(
+        numel(a) == numel(b),
+        "{what}: shapes {a:?} and {b:?} differ in size"
+    );
+    Ok(())
+}
+
+pub(crate) fn distinct(ts: &[&Tensor], what: &str) -> Result<()> {
+    for i in 0..ts.len() {
+        for j in i + 1..ts.len() {
+            ensure!(
+                ts[i].buffer != ts[j].buffer,
+                "{what}: the same buffer is passed twice (in-place use is not supported)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Declares [`Ops`] and both implementations from one list of signatures: each op method of
+/// [`GpuOps`] is its module's GPU function on the open batch, each of [`CpuOps`] its module's
+/// `cpu` function. Methods that are not one op (allocation, readback) are written out.
+macro_rules! ops {
+    (
+        trait { $($base:tt)* }
+        gpu { $($gpu:tt)* }
+        cpu { $($cpu:tt)* }
+        ops { $(
+            $(#[$attr:meta])*
+            fn $name:ident(&mut self, $($a:ident: $t:ty),* $(,)?) => $m:ident;
+        )* }
+    ) => {
+        /// Tensor operations of a GPT-2 training step.
+        #[allow(clippy::too_many_arguments)]
+        pub trait Ops {
+            $($base)*
+            $( $(#[$attr])* fn $name(&mut self, $($a: $t),*) -> Result<()>; )*
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        impl<'g> Ops for GpuOps<'g> {
+            $($gpu)*
+            $( fn $name(&mut self, $($a: $t),*) -> Result<()> {
+                $m::$name(self.b(), $($a),*)
+            } )*
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        impl Ops for CpuOps {
+            $($cpu)*
+            $( fn $name(&mut self, $($a: $t),*) -> Result<()> {
+                $m::cpu::$name($($a),*)
+            } )*
+        }
+    };
+}
+
+ops! {
+    trait {
+        type T;
+        type Index;
+        fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<Self::T>;
+        /// Token ids / targets.
+        fn upload_ids(&mut self, ids: &[u32], shape: &[usize]) -> Result<Self::T>;
+        fn zeros(&mut self, shape: &[usize]) -> Result<Self::T>;
+        /// Reads a tensor back (finishing any queued work first).
+        fn read(&mut self, t: &Self::T) -> Result<Vec<f32>>;
+        fn shape<'a>(&self, t: &'a Self::T) -> &'a [usize];
+        fn embedding_index(&mut self, tokens: &[u32], vocab: usize) -> Result<Self::Index>;
+        /// clip[0] = global norm, clip[1] = clip factor.
+        fn grad_norm_clip(
+            &mut self,
+            grads: &[&Self::T],
+            clip: &Self::T,
+            max_norm: f32,
+        ) -> Result<()>;
+    }
+    gpu {
+        type T = Tensor;
+        type Index = EmbeddingIndexGpu;
+        fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+            self.gpu.upload(data, shape)
+        }
+        fn upload_ids(&mut self, ids: &[u32], shape: &[usize]) -> Result<Tensor> {
+            self.gpu.upload_u32(ids, shape)
+        }
+        fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
+            self.gpu.zeros(shape)
+        }
+        fn read(&mut self, t: &Tensor) -> Result<Vec<f32>> {
+            self.flush()?;
+            self.gpu.read(t)
+        }
+        fn shape<'a>(&self, t: &'a Tensor) -> &'a [usize] {
+            &t.shape
+        }
+        fn embedding_index(&mut self, tokens: &[u32], vocab: usize) -> Result<EmbeddingIndexGpu> {
+            EmbeddingIndexGpu::upload(self.gpu, &EmbeddingIndex::build(tokens, vocab)?)
+        }
+        fn grad_norm_clip(&mut self, grads: &[&Tensor], clip: &Tensor, max_norm: f32) -> Result<()> {
+            let partials = self.gpu.zeros(&[optim::norm_slots(grads)])?;
+            optim::grad_norm_clip(self.b(), grads, &partials, clip, max_norm)
+        }
+    }
+    cpu {
+        type T = CpuTensor;
+        type Index = Vec<u32>;
+        fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<CpuTensor> {
+            ensure!(
+                data.len() == numel(shape),
+                "data does not fill shape {shape:?}"
+            );
+            Ok(CpuTensor {
+                shape: shape.to_vec(),
+                data: RefCell::new(data.to_vec()),
+                ids: vec![],
+            })
+        }
+        fn upload_ids(&mut self, ids: &[u32], shape: &[usize]) -> Result<CpuTensor> {
+            ensure!(
+                ids.len() == numel(shape),
+                "ids do not fill shape {shape:?}"
+            );
+            Ok(CpuTensor {
+                shape: shape.to_vec(),
+                data: RefCell::new(vec![]),
+                ids: ids.to_vec(),
+            })
+        }
+        fn zeros(&mut self, shape: &[usize]) -> Result<CpuTensor> {
+            Ok(CpuTensor {
+                shape: shape.to_vec(),
+                data: RefCell::new(vec![0.0; numel(shape)]),
+                ids: vec![],
+            })
+        }
+        fn read(&mut self, t: &CpuTensor) -> Result<Vec<f32>> {
+            Ok(t.data.borrow().clone())
+        }
+        fn shape<'a>(&self, t: &'a CpuTensor) -> &'a [usize] {
+            &t.shape
+        }
+        fn embedding_index(&mut self, tokens: &[u32], vocab: usize) -> Result<Vec<u32>> {
+            EmbeddingIndex::build(tokens, vocab)?;
+            Ok(tokens.to_vec())
+        }
+        fn grad_norm_clip(
+            &mut self,
+            grads: &[&CpuTensor],
+            clip: &CpuTensor,
+            max_norm: f32,
+        ) -> Result<()> {
+            optim::cpu::grad_norm_clip(grads, clip, max_norm)
+        }
+    }
+    ops {
+        fn matmul(
+            &mut self,
+            x: &Self::T,
+            w: &Self::T,
+            bias: Option<&Self::T>,
+            y: &Self::T,
+            acc: bool,
+        ) => matmul;
+        fn matmul_dx(&mut self, dy: &Self::T, w: &Self::T, dx: &Self::T, acc: bool) => matmul;
+        fn matmul_dw(&mut self, dy: &Self::T, x: &Self::T, dw: &Self::T, acc: bool) => matmul;
+        fn colsum(&mut self, dy: &Self::T, db: &Self::T, acc: bool) => matmul;
+        fn layernorm(
+            &mut self,
+            x: &Self::T,
+            w: &Self::T,
+            b: &Self::T,
+            y: &Self::T,
+            mean: &Self::T,
+            rstd: &Self::T,
+            eps: f32,
+        ) => layernorm;
+        fn layernorm_bwd(
+            &mut self,
+            dy: &Self::T,
+            x: &Self::T,
+            w: &Self::T,
+            mean: &Self::T,
+            rstd: &Self::T,
+            dx: &Self::T,
+            dw: &Self::T,
+            db: &Self::T,
+            acc_dx: bool,
+            acc_w: bool,
+        ) => layernorm;
+        fn attention(&mut self, s: AttnShape, qkv: &Self::T, out: &Self::T, p: &Self::T) => attention;
+        fn attention_bwd(
+            &mut self,
+            s: AttnShape,
+            dout: &Self::T,
+            qkv: &Self::T,
+            p: &Self::T,
+            ds: &Self::T,
+            dqkv: &Self::T,
+        ) => attention;
+        fn gelu(&mut self, x: &Self::T, y: &Self::T) => elementwise;
+        fn gelu_bwd(&mut self, x: &Self::T, dy: &Self::T, dx: &Self::T, acc: bool) => elementwise;
+        fn add(&mut self, a: &Self::T, b: &Self::T, y: &Self::T) => elementwise;
+        fn residual_bwd(&mut self, dy: &Self::T, da: &Self::T, db: &Self::T, acc: bool) => elementwise;
+        fn embedding(
+            &mut self,
+            tokens: &Self::T,
+            wte: &Self::T,
+            wpe: &Self::T,
+            out: &Self::T,
+        ) => embedding;
+        fn embedding_bwd(
+            &mut self,
+            idx: &Self::Index,
+            dx: &Self::T,
+            dwte: &Self::T,
+            dwpe: &Self::T,
+            acc: bool,
+        ) => embedding;
+        fn crossentropy(
+            &mut self,
+            logits: &Self::T,
+            targets: &Self::T,
+            losses: &Self::T,
+            dlogits: Option<&Self::T>,
+            grad_scale: f32,
+        ) => crossentropy;
+        fn adamw(
+            &mut self,
+            h: &AdamW,
+            step: u64,
+            param: &Self::T,
+            grad: &Self::T,
+            m: &Self::T,
+            v: &Self::T,
+            clip: Option<&Self::T>,
+        ) => optim;
+    }
+}
+
+/// The WGSL implementation: operations are recorded into one batch, submitted on `read` or
+/// [`GpuOps::flush`].
+pub struct GpuOps<'g> {
+    pub gpu: &'g Gpu,
+    batch: Option<Batch<'g>>,
+}
+
+impl<'g> GpuOps<'g> {
+    pub fn new(gpu: &'g Gpu) -> Self {
+        Self { gpu, batch: None }
+    }
+    fn b(&mut self) -> &mut Batch<'g> {
+        let gpu = self.gpu;
+        self.batch.get_or_insert_with(|| gpu.batch())
+    }
+    /// Submits the recorded work (without waiting).
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(b) = self.batch.take() {
+            b.submit()?;
+        }
+        Ok(())
+    }
+}
+
+/// A host tensor for [`CpuOps`].
+#[derive(Debug)]
+pub struct CpuTensor {
+    pub shape: Vec<usize>,
+    pub data: RefCell<Vec<f32>>,
+    pub ids: Vec<u32>,
+}
+
+impl CpuTensor {
+    pub(crate) fn get(&self) -> Vec<f64> {
+        to_f64(&self.data.borrow())
+    }
+    pub(crate) fn put(&self, v: &[f64], acc: bool) {
+        let mut d = self.data.borrow_mut();
+        for (o, &x) in d.iter_mut().zip(v) {
+            *o = if acc {
+                (*o as f64 + x) as f32
+            } else {
+                x as f32
+            };
+        }
+    }
+}
+
+/// The plain-Rust implementation (f64 references, one thread).
+#[derive(Default)]
+pub struct CpuOps;
+
+/// f32 slice to f64.
+pub fn to_f64(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+/// f64 slice to f32.
+pub fn to_f32(x: &[f64]) -> Vec<f32> {
+    x.iter().map(|&v| v as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_params_struct_matches_its_wgsl_block() {
+        for list in ALL_KERNELS {
+            for k in *list {
+                let r = k.reflect().unwrap();
+                assert_eq!(
+                    r.uniform,
+                    Some(k.params),
+                    "{}: WGSL Params (naga size, padded to 16) vs the Rust struct",
+                    k.name()
+                );
+                assert_eq!(
+                    k.params % 16,
+                    0,
+                    "{}: uniform blocks are 16-byte units",
+                    k.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_entry_point_is_declared_once() {
+        let declared: Vec<String> = ALL_KERNELS
+            .iter()
+            .flat_map(|l| l.iter().map(|k| k.name()))
+            .collect();
+        let set: BTreeSet<&String> = declared.iter().collect();
+        assert_eq!(set.len(), declared.len(), "a kernel is listed twice");
+        let files: BTreeSet<(&str, String)> = ALL_KERNELS
+            .iter()
+            .flat_map(|l| l.iter().map(|k| (k.file, k.wgsl())))
+            .collect();
+        for (file, text) in files {
+            let m = naga::front::wgsl::parse_str(&text).unwrap();
+            for ep in &m.entry_points {
+                let name = format!("{file}::{}", ep.name);
+                assert!(set.contains(&name), "{name} is in no op's KERNELS");
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_are_named_and_include_their_helpers() {
+        let k = &matmul::MM_TILE16X8;
+        assert_eq!(k.name(), "matmul_tile::mm_tile16x8");
+        let text = k.wgsl();
+        assert!(text.contains("fn wg_linear") && text.contains("fn put4"));
+        assert!(!text.contains("#include"), "includes are resolved");
+        assert_eq!(text.matches("fn wg_linear").count(), 1, "each file once");
+        let r = k.reflect().unwrap();
+        assert_eq!(r.workgroup, 32);
+        assert_eq!(optim::NORM_CLIP_FINAL.reflect().unwrap().workgroup, 1);
+        assert_eq!(elementwise::ADD.reflect().unwrap().workgroup, 64);
+        // Bindings are what the entry point uses, by name.
+        let names = |k: &Kernel| -> Vec<String> {
+            k.reflect()
+                .unwrap()
+                .storage
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        };
+        assert_eq!(names(&matmul::COLSUM), ["A", "C"]);
+        assert_eq!(
+            names(&layernorm::LN_FWD),
+            ["x", "w", "b", "out", "mean", "rstd"]
+        );
+        assert_eq!(names(&optim::ADAMW), ["x", "out", "m", "v"]);
+        let sources = kernel_sources(&[matmul::KERNELS, matmul::KERNELS]);
+        assert_eq!(sources.len(), matmul::KERNELS.len(), "deduplicated");
+        assert!(sources.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+    }
+}
