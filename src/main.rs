@@ -110,7 +110,7 @@ enum Command {
         /// Total bytes of the generated corpus, e.g. 1G (engine benchmark).
         #[arg(long, default_value = "1G")]
         bytes: String,
-        /// Runs of each no-op measurement.
+        /// Runs of each no-op measurement (engine); training steps timed (train).
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
@@ -128,6 +128,9 @@ enum BenchWhat {
     Engine,
     /// WGSL kernels against CPU baselines.
     Kernels,
+    /// Training steps of the pipeline's model on the adapter, against the plain-Rust
+    /// reference (`--runs` steps are timed).
+    Train,
 }
 
 fn main() -> ExitCode {
@@ -575,6 +578,38 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             ..
         } => {
             let r = pai::gpu::bench::kernels(cli.adapter.as_deref())?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: BenchWhat::Train,
+            runs,
+            ..
+        } => {
+            // The model of the project's pipeline (its first gpt-init and train nodes), else
+            // the kinds' defaults.
+            let project = open(cli).ok();
+            let params = |kind: &str| {
+                project.as_ref().and_then(|p| {
+                    p.pipeline
+                        .nodes
+                        .iter()
+                        .find(|n| n.kind() == kind)
+                        .map(|n| n.params.clone())
+                })
+            };
+            let defaults = |kind: &str| steps::default_params(steps::find(kind).expect(kind));
+            let (cfg, batch) = steps::train::model_shape(
+                &params("gpt-init").unwrap_or_else(|| defaults("gpt-init")),
+                &params("train").unwrap_or_else(|| defaults("train")),
+                &params("bpe-tokenizer").unwrap_or_else(|| defaults("bpe-tokenizer")),
+            )?;
+            let gpu = pai::gpu::Gpu::new(cli.adapter.as_deref())?;
+            let r = pai::model::bench::train(&gpu, cfg, batch, (*runs).max(1), 1)?;
             if cli.json {
                 print_json(&serde_json::to_value(&r)?);
             } else {

@@ -10,37 +10,17 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// The data funnel on the generated corpus, then a minute model.
+/// The data funnel of the common test pipeline (context 8), then a minute model.
 fn pipeline(steps: u32, extra_train: &str) -> String {
     format!(
-        r#"
-[nodes.corpus]
-kind = "source"
-path = "corpus"
-include = ["**/*.md"]
-
-[nodes.tokenizer]
-kind = "bpe-tokenizer"
-inputs = ["corpus"]
-vocab_size = 300
-
-[nodes.tokens]
-kind = "tokenize"
-inputs = ["corpus", "tokenizer"]
-
-[nodes.packed]
-kind = "pack"
-inputs = ["tokens"]
-context = 16
-val_fraction = 0.2
-
+        r#"{PIPELINE}
 [nodes.init]
 kind = "gpt-init"
 inputs = ["tokenizer"]
 n_layer = 1
 n_head = 2
 n_embd = 32
-context = 16
+context = 8
 
 [nodes.train]
 kind = "train"
@@ -163,7 +143,7 @@ fn the_model_end_trains_exports_and_its_loss_falls() {
     );
     let cfg: Value = serde_json::from_slice(&out(&p, "hf", "config.json")).unwrap();
     assert_eq!(cfg["model_type"], "gpt2");
-    assert_eq!(cfg["n_positions"], 16);
+    assert_eq!(cfg["n_positions"], 8);
     assert_eq!(
         out(&p, "hf", "tokenizer.json"),
         out(&p, "tokenizer", "tokenizer.json")
@@ -326,14 +306,14 @@ fn a_model_too_large_for_the_adapter_is_refused_with_the_numbers() {
 #[test]
 fn a_model_context_unlike_the_pack_is_a_plan_time_error() {
     let p = Proj::with_pipeline(&pipeline(4, "").replace(
-        "context = 16\n\n[nodes.train]",
+        "context = 8\n\n[nodes.train]",
         "context = 12\n\n[nodes.train]",
     ));
     let o = p.run(&["build", "train"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("context") && err.contains("12") && err.contains("16"),
+        err.contains("context") && err.contains("= 12") && err.contains("= 8"),
         "{err}"
     );
 }

@@ -61,6 +61,11 @@ impl Batch<'_> {
             return Ok(());
         }
         let c = self.gpu.compiled(k)?;
+        let profiling = self.gpu.profile.on();
+        if profiling {
+            // What was recorded before is not this kernel's time.
+            self.flush_and_wait()?;
+        }
         let used = &c.reflection.storage;
         let mut entries = Vec::with_capacity(used.len() + 1);
         let ubuf;
@@ -115,7 +120,20 @@ impl Batch<'_> {
         drop(pass);
         self.dispatches += 1;
         self.gpu.record_dispatch(k);
+        if profiling {
+            let t = std::time::Instant::now();
+            self.flush_and_wait()?;
+            self.gpu.profile.add(k, t.elapsed());
+        }
         Ok(())
+    }
+
+    /// Submits what is recorded, waits for it, and goes on in a new encoder.
+    fn flush_and_wait(&mut self) -> Result<()> {
+        let enc = self.encoder.take().unwrap();
+        self.gpu.queue.submit([enc.finish()]);
+        self.encoder = Some(self.gpu.device.create_command_encoder(&Default::default()));
+        self.gpu.wait()
     }
 
     /// Records a buffer-to-buffer copy of a whole tensor.

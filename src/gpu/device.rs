@@ -27,6 +27,7 @@ pub struct Gpu {
     forced_matmul: Mutex<Option<String>>,
     /// Kernels dispatched since the last [`Gpu::take_dispatched`]: (file, entry).
     dispatched: Mutex<BTreeSet<(&'static str, &'static str)>>,
+    pub(crate) profile: super::profile::Profile,
 }
 
 pub(crate) fn backend_rank(b: wgpu::Backend) -> u32 {
@@ -137,6 +138,7 @@ impl Gpu {
             pipelines: Pipelines::default(),
             forced_matmul: Mutex::new(None),
             dispatched: Mutex::new(BTreeSet::new()),
+            profile: Default::default(),
         })
     }
 

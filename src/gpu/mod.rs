@@ -16,6 +16,7 @@ pub mod device;
 pub mod doctor;
 pub mod ops;
 pub mod pipelines;
+mod profile;
 pub mod reference;
 pub mod tensor;
 

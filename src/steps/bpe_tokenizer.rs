@@ -8,8 +8,8 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::{
-    Default, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx,
-    no_checks, read_verified,
+    Default, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx,
+    read_verified,
 };
 
 pub const END_OF_TEXT: &str = "<|endoftext|>";
@@ -57,13 +57,8 @@ pub static BPE_TOKENIZER: Kind = Kind {
     params: PARAMS,
     inputs: Inputs::Slots(INPUTS),
     outputs,
-    kernels: &[],
-    gpu: GpuUse::No,
-    validate: no_checks,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
     run,
+    ..Kind::PLAIN
 };
 
 fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {

@@ -47,13 +47,11 @@ pub static COMMAND: Kind = Kind {
     params: PARAMS,
     inputs: Inputs::Any,
     outputs,
-    kernels: &[],
     gpu: GpuUse::IfParam("gpu"),
     validate,
     reads_temporaries: true,
-    source: false,
-    input_checks: None,
     run,
+    ..Kind::PLAIN
 };
 
 fn outputs(params: &Params) -> Result<Vec<OutputDecl>> {

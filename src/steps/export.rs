@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::bpe_tokenizer::END_OF_TEXT;
 use super::{
-    Default as D, GpuUse, InputDecl, InputView, Inputs, Kind, OutputDecl, ParamDecl,
-    ParamType as T, Params, StepCtx,
+    Default as D, InputDecl, InputView, Inputs, Kind, OutputDecl, ParamDecl, ParamType as T,
+    Params, StepCtx,
 };
 use crate::model::{GptConfig, Weights};
 
@@ -82,13 +82,9 @@ pub static EXPORT: Kind = Kind {
             OutputDecl::keep("generation_config.json", "bos and eos ids for generate()"),
         ])
     },
-    kernels: &[],
-    gpu: GpuUse::No,
     validate: check_weights,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
     run,
+    ..Kind::PLAIN
 };
 
 fn run(ctx: &StepCtx) -> Result<()> {

@@ -5,8 +5,7 @@ use tokenizers::Tokenizer;
 
 use super::bpe_tokenizer::END_OF_TEXT;
 use super::{
-    Default as D, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType as T, Params,
-    StepCtx,
+    Default as D, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType as T, Params, StepCtx,
 };
 use crate::model::{GptConfig, Weights};
 
@@ -60,13 +59,9 @@ pub static GPT_INIT: Kind = Kind {
             OutputDecl::keep("config.json", "Hugging Face GPT-2 config"),
         ])
     },
-    kernels: &[],
-    gpu: GpuUse::No,
     validate,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
     run,
+    ..Kind::PLAIN
 };
 
 fn validate(p: &Params) -> std::result::Result<(), String> {

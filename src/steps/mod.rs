@@ -14,7 +14,7 @@ use serde::Serialize;
 mod bpe_tokenizer;
 mod command;
 mod export;
-mod gpt_init;
+pub mod gpt_init;
 mod pack;
 mod planned;
 mod source;
@@ -450,6 +450,27 @@ impl InputParams<'_> {
     pub fn get(&self, role: &str) -> Option<&Params> {
         self.0.iter().find(|(r, _)| *r == role).map(|(_, p)| *p)
     }
+}
+
+impl Kind {
+    /// The defaults a declaration spells out only where it differs: no kernels, no GPU, no
+    /// checks, reads only `keep` outputs, not a source. `name`, `version`, `doc`, `params`,
+    /// `inputs`, `outputs` and `run` are always given.
+    pub const PLAIN: Kind = Kind {
+        name: "",
+        version: 0,
+        doc: "",
+        params: &[],
+        inputs: Inputs::Slots(&[]),
+        outputs: |_| Ok(Vec::new()),
+        kernels: &[],
+        gpu: GpuUse::No,
+        validate: no_checks,
+        reads_temporaries: false,
+        source: false,
+        input_checks: None,
+        run: |ctx| bail!("node `{}`: its kind has no implementation", ctx.node),
+    };
 }
 
 /// A `validate` that accepts every parameter set.

@@ -5,8 +5,7 @@ use serde::Serialize;
 
 use super::tokenize::TokensMeta;
 use super::{
-    Default, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, SplitMix64,
-    StepCtx, no_checks,
+    Default, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, SplitMix64, StepCtx,
 };
 use crate::formats::tokens;
 
@@ -78,13 +77,8 @@ pub static PACK: Kind = Kind {
     params: PARAMS,
     inputs: Inputs::Slots(INPUTS),
     outputs,
-    kernels: &[],
-    gpu: GpuUse::No,
-    validate: no_checks,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
     run,
+    ..Kind::PLAIN
 };
 
 fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use super::{
     Default, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, Retention,
-    StepCtx, no_checks,
+    StepCtx,
 };
 
 /// The `run` of a kind whose implementation has not landed yet.
@@ -58,11 +58,9 @@ pub static QUANTIZE: Kind = Kind {
     gpu: GpuUse::Yes,
     kernels: crate::gpu::ops::QUANT_KERNELS,
     validate: check_format,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
     run: not_yet,
     version: 0,
+    ..Kind::PLAIN
 };
 
 pub static EVALUATE: Kind = Kind {
@@ -79,12 +77,9 @@ pub static EVALUATE: Kind = Kind {
     outputs: |_| fixed(&[("eval.json", Retention::Keep)]),
     gpu: GpuUse::Yes,
     kernels: crate::gpu::ops::EVAL_KERNELS,
-    validate: no_checks,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
     run: not_yet,
     version: 0,
+    ..Kind::PLAIN
 };
 
 /// Quantize's `format` must be one it can write.

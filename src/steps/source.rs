@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use super::{Default, GpuUse, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx};
+use super::{Default, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx};
 
 pub const SOURCE_KIND: &str = "source";
 
@@ -36,13 +36,10 @@ pub static SOURCE: Kind = Kind {
     params: PARAMS,
     inputs: Inputs::Slots(&[]),
     outputs,
-    kernels: &[],
-    gpu: GpuUse::No,
     validate,
-    reads_temporaries: false,
     source: true,
-    input_checks: None,
     run,
+    ..Kind::PLAIN
 };
 
 fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::bpe_tokenizer::{END_OF_TEXT, utf8};
-use super::{
-    GpuUse, InputDecl, Inputs, Kind, OutputDecl, Params, StepCtx, no_checks, read_verified,
-};
+use super::{InputDecl, Inputs, Kind, OutputDecl, Params, StepCtx, read_verified};
 use crate::formats::tokens;
 
 static INPUTS: &[InputDecl] = &[
@@ -51,13 +49,8 @@ pub static TOKENIZE: Kind = Kind {
     params: &[],
     inputs: Inputs::Slots(INPUTS),
     outputs,
-    kernels: &[],
-    gpu: GpuUse::No,
-    validate: no_checks,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
     run,
+    ..Kind::PLAIN
 };
 
 fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {

@@ -118,11 +118,9 @@ pub static TRAIN: Kind = Kind {
     },
     kernels: crate::gpu::ops::TRAIN_KERNELS,
     gpu: GpuUse::Yes,
-    validate: super::no_checks,
-    reads_temporaries: false,
-    source: false,
     input_checks: Some(check_inputs),
     run,
+    ..Kind::PLAIN
 };
 
 /// The model's context must be the pack's: each row holds context + 1 tokens.
@@ -140,6 +138,18 @@ fn check_inputs(_p: &Params, inputs: &InputParams) -> std::result::Result<(), St
         ));
     }
     Ok(())
+}
+
+/// The model and batch a pipeline's gpt-init, train and tokenizer parameters
+/// describe (the vocabulary is the tokenizer's `vocab_size`, what a trained
+/// tokenizer reaches on any real corpus): what `pai bench train` measures.
+pub fn model_shape(
+    init: &Params,
+    train: &Params,
+    tokenizer: &Params,
+) -> Result<(GptConfig, usize)> {
+    let cfg = super::gpt_init::config(init, tokenizer.usize("vocab_size")?)?;
+    Ok((cfg, train.usize("batch")?))
 }
 
 /// The learning rate at `step` (1-based): linear warm-up to `lr`, then cosine
