@@ -3,6 +3,7 @@
 //! a device through [`crate::gpu::ops::Ops`] only.
 pub mod checkpoint;
 pub mod config;
+pub mod gguf;
 pub mod gpt;
 pub mod layers;
 pub mod memory;
