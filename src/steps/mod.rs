@@ -17,6 +17,7 @@ mod export;
 mod gpt_init;
 mod pack;
 mod planned;
+mod quantize;
 mod source;
 mod tokenize;
 pub mod train;
@@ -33,7 +34,7 @@ pub fn registry() -> &'static [&'static Kind] {
         &gpt_init::GPT_INIT,
         &train::TRAIN,
         &export::EXPORT,
-        &planned::QUANTIZE,
+        &quantize::QUANTIZE,
         &planned::EVALUATE,
         &command::COMMAND,
     ];

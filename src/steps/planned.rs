@@ -5,8 +5,7 @@
 use anyhow::{Result, bail};
 
 use super::{
-    Default, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, Retention,
-    StepCtx, no_checks,
+    Default, GpuUse, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Retention, StepCtx, no_checks,
 };
 
 /// The `run` of a kind whose implementation has not landed yet.
@@ -33,38 +32,6 @@ fn fixed(outputs: &[(&str, Retention)]) -> Result<Vec<OutputDecl>> {
 use Default as D;
 use ParamType as T;
 
-pub static QUANTIZE: Kind = Kind {
-    name: "quantize",
-    doc: "(not implemented yet) `model.gguf` (llama.cpp `gpt2`) with q8_0 or q4_0 tensors, tokenizer embedded.",
-    params: &[ParamDecl::new(
-        "format",
-        T::Str,
-        D::Str("q4_0"),
-        "`q8_0` or `q4_0`.",
-    )],
-    inputs: Inputs::Slots(&[
-        InputDecl {
-            role: "model",
-            kinds: &["train"],
-            doc: "trained weights",
-        },
-        InputDecl {
-            role: "tokenizer",
-            kinds: &["bpe-tokenizer"],
-            doc: "embedded in the file",
-        },
-    ]),
-    outputs: |_| fixed(&[("model.gguf", Retention::Keep)]),
-    gpu: GpuUse::Yes,
-    kernels: crate::gpu::ops::QUANT_KERNELS,
-    validate: check_format,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
-    run: not_yet,
-    version: 0,
-};
-
 pub static EVALUATE: Kind = Kind {
     name: "evaluate",
     doc: "(not implemented yet) Validation loss, perplexity and size on disk of each model input.",
@@ -86,13 +53,3 @@ pub static EVALUATE: Kind = Kind {
     run: not_yet,
     version: 0,
 };
-
-/// Quantize's `format` must be one it can write.
-fn check_format(params: &Params) -> std::result::Result<(), String> {
-    match params.str("format") {
-        Ok("q8_0" | "q4_0") | Err(_) => Ok(()),
-        Ok(other) => Err(format!(
-            "format {other:?} is not supported: use \"q8_0\" or \"q4_0\""
-        )),
-    }
-}
