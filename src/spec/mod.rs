@@ -623,16 +623,32 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
         let Some(check) = node.step.input_checks else {
             continue;
         };
-        let inputs = steps::InputParams(
-            node.inputs
+        let find = |name: &str| nodes.iter().find(|n| n.name == name);
+        // Everything upstream, breadth first (nearest first); a cycle is reported
+        // elsewhere, so each node is visited once.
+        let mut upstream = Vec::new();
+        let mut seen: Vec<&str> = vec![node.name.as_str()];
+        let mut queue: std::collections::VecDeque<&str> =
+            node.inputs.iter().map(|s| s.as_str()).collect();
+        while let Some(name) = queue.pop_front() {
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name);
+            if let Some(n) = find(name) {
+                upstream.push((n.kind(), &n.params));
+                queue.extend(n.inputs.iter().map(|s| s.as_str()));
+            }
+        }
+        let inputs = steps::InputParams {
+            inputs: node
+                .inputs
                 .iter()
                 .zip(&node.roles)
-                .filter_map(|(i, role)| {
-                    let n = nodes.iter().find(|n| &n.name == i)?;
-                    Some((role.as_str(), &n.params))
-                })
+                .filter_map(|(i, role)| Some((role.as_str(), &find(i)?.params)))
                 .collect(),
-        );
+            upstream,
+        };
         if let Err(msg) = check(&node.params, &inputs) {
             diags.push(Diag {
                 span: node.span.clone(),

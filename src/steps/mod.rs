@@ -17,6 +17,7 @@ mod export;
 pub mod gpt_init;
 mod pack;
 mod planned;
+mod quantize;
 mod source;
 mod tokenize;
 pub mod train;
@@ -33,7 +34,7 @@ pub fn registry() -> &'static [&'static Kind] {
         &gpt_init::GPT_INIT,
         &train::TRAIN,
         &export::EXPORT,
-        &planned::QUANTIZE,
+        &quantize::QUANTIZE,
         &planned::EVALUATE,
         &command::COMMAND,
     ];
@@ -443,12 +444,30 @@ pub struct Kind {
 /// A kind's plan-time check against its inputs' parameters.
 pub type InputChecks = fn(&Params, &InputParams) -> std::result::Result<(), String>;
 
-/// The parameters of a node's inputs, by role, for [`Kind::input_checks`].
-pub struct InputParams<'a>(pub Vec<(&'a str, &'a Params)>);
+/// The parameters of a node's inputs, by role, and of every node upstream of
+/// it, for [`Kind::input_checks`].
+pub struct InputParams<'a> {
+    /// (role, parameters) of the direct inputs.
+    pub inputs: Vec<(&'a str, &'a Params)>,
+    /// (kind, parameters) of every node upstream, nearest first.
+    pub upstream: Vec<(&'a str, &'a Params)>,
+}
 
 impl InputParams<'_> {
+    /// The parameters of the input in `role`.
     pub fn get(&self, role: &str) -> Option<&Params> {
-        self.0.iter().find(|(r, _)| *r == role).map(|(_, p)| *p)
+        self.inputs
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, p)| *p)
+    }
+    /// The parameters of the nearest node of `kind` upstream (e.g. the `gpt-init`
+    /// behind a `train` input).
+    pub fn upstream(&self, kind: &str) -> Option<&Params> {
+        self.upstream
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, p)| *p)
     }
 }
 

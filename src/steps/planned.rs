@@ -4,16 +4,13 @@
 
 use anyhow::{Result, bail};
 
-use super::{
-    Default, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, Retention,
-    StepCtx,
-};
+use super::{Default, GpuUse, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Retention, StepCtx};
 
 /// The `run` of a kind whose implementation has not landed yet.
 fn not_yet(ctx: &StepCtx) -> Result<()> {
     bail!(
         "node `{}`: its kind is declared (its parameters are checked) but not implemented in this \
-         version of pai yet; the data end of the funnel builds today (try `pai build packed`)",
+         version of pai yet; everything up to the quantized files builds today (try `pai build final-4bit`)",
         ctx.node
     )
 }
@@ -33,36 +30,6 @@ fn fixed(outputs: &[(&str, Retention)]) -> Result<Vec<OutputDecl>> {
 use Default as D;
 use ParamType as T;
 
-pub static QUANTIZE: Kind = Kind {
-    name: "quantize",
-    doc: "(not implemented yet) `model.gguf` (llama.cpp `gpt2`) with q8_0 or q4_0 tensors, tokenizer embedded.",
-    params: &[ParamDecl::new(
-        "format",
-        T::Str,
-        D::Str("q4_0"),
-        "`q8_0` or `q4_0`.",
-    )],
-    inputs: Inputs::Slots(&[
-        InputDecl {
-            role: "model",
-            kinds: &["train"],
-            doc: "trained weights",
-        },
-        InputDecl {
-            role: "tokenizer",
-            kinds: &["bpe-tokenizer"],
-            doc: "embedded in the file",
-        },
-    ]),
-    outputs: |_| fixed(&[("model.gguf", Retention::Keep)]),
-    gpu: GpuUse::Yes,
-    kernels: crate::gpu::ops::QUANT_KERNELS,
-    validate: check_format,
-    run: not_yet,
-    version: 0,
-    ..Kind::PLAIN
-};
-
 pub static EVALUATE: Kind = Kind {
     name: "evaluate",
     doc: "(not implemented yet) Validation loss, perplexity and size on disk of each model input.",
@@ -81,13 +48,3 @@ pub static EVALUATE: Kind = Kind {
     version: 0,
     ..Kind::PLAIN
 };
-
-/// Quantize's `format` must be one it can write.
-fn check_format(params: &Params) -> std::result::Result<(), String> {
-    match params.str("format") {
-        Ok("q8_0" | "q4_0") | Err(_) => Ok(()),
-        Ok(other) => Err(format!(
-            "format {other:?} is not supported: use \"q8_0\" or \"q4_0\""
-        )),
-    }
-}
