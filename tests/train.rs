@@ -204,6 +204,15 @@ fn a_killed_training_run_resumes_and_ends_bit_identical_in_another_store() {
         child.wait().unwrap();
         assert!(seen, "the build finished before checkpoint {kill_after}");
     }
+    let (v, _) = p.json(&["status", "train"]);
+    let train = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "train")
+        .unwrap()
+        .to_string();
+    assert!(train.contains("it resumes from there"), "{train}");
     let b = p.build(&["train"]);
     assert_eq!(b["train"], "built");
     let log = log_lines(&p);

@@ -464,7 +464,15 @@ pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
                         ("restore", true, r, Some(rec.key))
                     }
                     Decision::Build(parts, key) => {
-                        let r = reasons(&project.store, &node.name, Some(&parts), files);
+                        let mut r = reasons(&project.store, &node.name, Some(&parts), files);
+                        let work = project.store.work_path(&key);
+                        if std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some()) {
+                            r.push(format!(
+                                "an interrupted build of this key left {} of resumable state in {}: it resumes from there",
+                                crate::report::size(crate::store::dir_size(&work)),
+                                work.display()
+                            ));
+                        }
                         if let Some(l) = &listing {
                             // A source "build" is only a new record: its
                             // content is known now.

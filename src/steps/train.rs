@@ -218,7 +218,10 @@ pub struct Summary {
     pub unigram_val_loss: Option<f64>,
     pub tokens_per_s: f64,
     pub train_seconds: f64,
+    /// Device memory of the model, its gradients, AdamW state and activations.
     pub device_bytes: u64,
+    /// Peak host memory of writing a checkpoint.
+    pub host_bytes: u64,
 }
 
 struct Rows {
@@ -543,6 +546,7 @@ fn run(ctx: &StepCtx) -> Result<()> {
         },
         train_seconds,
         device_bytes: plan.device_bytes,
+        host_bytes: plan.host_bytes,
     };
     let mut text = String::new();
     for l in &log {
@@ -564,13 +568,18 @@ fn run(ctx: &StepCtx) -> Result<()> {
             unigram,
         )?,
     )?;
+    let resumed = if start.step > 0 {
+        format!(" (resumed from step {})", start.step)
+    } else {
+        String::new()
+    };
     (ctx.summary)(&match (summary.best_val_loss, unigram) {
         (Some(b), Some(u)) => format!(
-            "val loss {b:.3} at step {} (unigram baseline {u:.3}), train loss {:.3}, {:.0} tok/s",
+            "val loss {b:.3} at step {} (unigram baseline {u:.3}), train loss {:.3}, {:.0} tok/s{resumed}",
             summary.best_step, summary.final_loss, summary.tokens_per_s
         ),
         _ => format!(
-            "train loss {:.3} (no validation rows), {:.0} tok/s",
+            "train loss {:.3} (no validation rows), {:.0} tok/s{resumed}",
             summary.final_loss, summary.tokens_per_s
         ),
     });
