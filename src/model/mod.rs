@@ -3,6 +3,7 @@
 //! a device through [`crate::gpu::ops::Ops`] only.
 pub mod checkpoint;
 pub mod config;
+pub mod generate;
 pub mod gpt;
 pub mod layers;
 pub mod memory;
@@ -15,6 +16,7 @@ pub use checkpoint::{
     opt_to_safetensors,
 };
 pub use config::GptConfig;
+pub use generate::{Generated, Generator, Sampler, Sampling, generate};
 pub use gpt::{Hyper, Model, StepStats};
 pub use memory::{MemoryPlan, check_fits, memory_plan};
 pub use weights::{ParamSpec, Weights, specs};
