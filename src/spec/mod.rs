@@ -629,7 +629,7 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
                 .zip(&node.roles)
                 .filter_map(|(i, role)| {
                     let n = nodes.iter().find(|n| &n.name == i)?;
-                    Some((role.as_str(), &n.params))
+                    Some((role.as_str(), n.kind(), &n.params))
                 })
                 .collect(),
         );

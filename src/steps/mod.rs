@@ -13,12 +13,15 @@ use serde::Serialize;
 
 mod bpe_tokenizer;
 mod command;
+pub mod evaluate;
+pub mod generate;
 mod export;
 mod gpt_init;
 mod pack;
 mod planned;
 mod source;
 mod tokenize;
+pub mod models;
 pub mod train;
 
 pub use source::SOURCE_KIND;
@@ -34,7 +37,7 @@ pub fn registry() -> &'static [&'static Kind] {
         &train::TRAIN,
         &export::EXPORT,
         &planned::QUANTIZE,
-        &planned::EVALUATE,
+        &evaluate::EVALUATE,
         &command::COMMAND,
     ];
     KINDS
@@ -443,12 +446,17 @@ pub struct Kind {
 /// A kind's plan-time check against its inputs' parameters.
 pub type InputChecks = fn(&Params, &InputParams) -> std::result::Result<(), String>;
 
-/// The parameters of a node's inputs, by role, for [`Kind::input_checks`].
-pub struct InputParams<'a>(pub Vec<(&'a str, &'a Params)>);
+/// The parameters of a node's inputs, by role, for [`Kind::input_checks`]: (role, kind,
+/// parameters) in the order of `inputs` (for `Inputs::Any` kinds the role is the node's name).
+pub struct InputParams<'a>(pub Vec<(&'a str, &'a str, &'a Params)>);
 
 impl InputParams<'_> {
     pub fn get(&self, role: &str) -> Option<&Params> {
-        self.0.iter().find(|(r, _)| *r == role).map(|(_, p)| *p)
+        self.0.iter().find(|(r, _, _)| *r == role).map(|(_, _, p)| *p)
+    }
+    /// The kind of the input in `role`.
+    pub fn kind(&self, role: &str) -> Option<&str> {
+        self.0.iter().find(|(r, _, _)| *r == role).map(|(_, k, _)| *k)
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 
 use super::{
     Default, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, Retention,
-    StepCtx, no_checks,
+    StepCtx,
 };
 
 /// The `run` of a kind whose implementation has not landed yet.
@@ -58,28 +58,6 @@ pub static QUANTIZE: Kind = Kind {
     gpu: GpuUse::Yes,
     kernels: crate::gpu::ops::QUANT_KERNELS,
     validate: check_format,
-    reads_temporaries: false,
-    source: false,
-    input_checks: None,
-    run: not_yet,
-    version: 0,
-};
-
-pub static EVALUATE: Kind = Kind {
-    name: "evaluate",
-    doc: "(not implemented yet) Validation loss, perplexity and size on disk of each model input.",
-    params: &[ParamDecl::new(
-        "batches",
-        T::Int,
-        D::Int(16),
-        "Validation batches per model.",
-    )
-    .range(1.0, 1e9)],
-    inputs: Inputs::Any,
-    outputs: |_| fixed(&[("eval.json", Retention::Keep)]),
-    gpu: GpuUse::Yes,
-    kernels: crate::gpu::ops::EVAL_KERNELS,
-    validate: no_checks,
     reads_temporaries: false,
     source: false,
     input_checks: None,
