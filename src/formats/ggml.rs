@@ -13,26 +13,43 @@ use serde::Serialize;
 /// Elements per block (both formats).
 pub const QK: usize = 32;
 
-/// A GGML block format.
+/// A GGML tensor format: the two block formats, and plain F32 and F16 (blocks of one value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Q8_0,
     Q4_0,
+    F16,
+    F32,
 }
 
 impl Format {
-    /// Bytes per block of 32 values.
+    /// Values per block: 32 for Q8_0 and Q4_0, 1 for F16 and F32.
+    pub fn block_size(self) -> usize {
+        match self {
+            Format::Q8_0 | Format::Q4_0 => QK,
+            Format::F16 | Format::F32 => 1,
+        }
+    }
+    /// Bytes per block (of [`Format::block_size`] values).
     pub fn block_bytes(self) -> usize {
         match self {
             Format::Q8_0 => 34,
             Format::Q4_0 => 18,
+            Format::F16 => 2,
+            Format::F32 => 4,
         }
+    }
+    /// Whether this is a block-quantized format (Q8_0, Q4_0).
+    pub fn is_quantized(self) -> bool {
+        matches!(self, Format::Q8_0 | Format::Q4_0)
     }
     pub fn name(self) -> &'static str {
         match self {
             Format::Q8_0 => "q8_0",
             Format::Q4_0 => "q4_0",
+            Format::F16 => "f16",
+            Format::F32 => "f32",
         }
     }
     /// GGML tensor type id (GGUF).
@@ -40,13 +57,32 @@ impl Format {
         match self {
             Format::Q8_0 => 8,
             Format::Q4_0 => 2,
+            Format::F16 => 1,
+            Format::F32 => 0,
+        }
+    }
+    /// The format of a GGML tensor type id.
+    pub fn from_ggml_type(t: u32) -> Option<Self> {
+        [Format::Q8_0, Format::Q4_0, Format::F16, Format::F32]
+            .into_iter()
+            .find(|f| f.ggml_type() == t)
+    }
+    /// GGUF `general.file_type` (llama_ftype) of a file whose matrices are in this format.
+    pub fn file_type(self) -> u32 {
+        match self {
+            Format::F32 => 0,
+            Format::F16 => 1,
+            Format::Q4_0 => 2,
+            Format::Q8_0 => 7,
         }
     }
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "q8_0" => Ok(Format::Q8_0),
             "q4_0" => Ok(Format::Q4_0),
-            _ => bail!("unknown quantization format {s:?} (expected q8_0 or q4_0)"),
+            "f16" => Ok(Format::F16),
+            "f32" => Ok(Format::F32),
+            _ => bail!("unknown tensor format {s:?} (expected q8_0, q4_0, f16 or f32)"),
         }
     }
 }
@@ -191,11 +227,17 @@ pub fn quantize_q4_0_ref(name: &str, x: &[f32]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reference quantizer for either format.
+/// Reference quantizer for any format (F32: the little-endian bytes; F16: round to nearest
+/// even, as ggml's `ggml_fp32_to_fp16_row`).
 pub fn quantize_ref(format: Format, name: &str, x: &[f32]) -> Result<Vec<u8>> {
     match format {
         Format::Q8_0 => quantize_q8_0_ref(name, x),
         Format::Q4_0 => quantize_q4_0_ref(name, x),
+        Format::F16 => Ok(x
+            .iter()
+            .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+            .collect()),
+        Format::F32 => Ok(x.iter().flat_map(|v| v.to_le_bytes()).collect()),
     }
 }
 
@@ -208,6 +250,21 @@ pub fn dequantize_ref(format: Format, bytes: &[u8]) -> Result<Vec<f32>> {
         format.name(),
         bytes.len()
     );
+    match format {
+        Format::F32 => {
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect());
+        }
+        Format::F16 => {
+            return Ok(bytes
+                .chunks_exact(2)
+                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect());
+        }
+        Format::Q8_0 | Format::Q4_0 => {}
+    }
     let mut out = Vec::with_capacity(bytes.len() / bb * QK);
     for blk in bytes.chunks_exact(bb) {
         let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
@@ -225,6 +282,7 @@ pub fn dequantize_ref(format: Format, bytes: &[u8]) -> Result<Vec<f32>> {
                 out.extend(lo);
                 out.extend(hi);
             }
+            Format::F16 | Format::F32 => unreachable!("returned above"),
         }
     }
     Ok(out)

@@ -1,5 +1,5 @@
-//! File formats: token files, safetensors, GGML block layouts (and, with the quantization
-//! issue, GGUF).
+//! File formats: token files, safetensors, GGML block layouts and GGUF.
 pub mod ggml;
+pub mod gguf;
 pub mod safetensors;
 pub mod tokens;

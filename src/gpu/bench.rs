@@ -298,7 +298,7 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
     let xt = gpu.upload(&x, &[n])?;
     let mut quantize = Vec::new();
     for f in [Format::Q8_0, Format::Q4_0] {
-        let kern = quant::quantize_kernel(f);
+        let kern = quant::quantize_kernel(f)?;
         let nb = n / QK;
         let out = gpu.zeros_u8(nb * f.block_bytes())?;
         let flag = gpu.upload_u32(&[u32::MAX], &[1])?;

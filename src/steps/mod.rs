@@ -18,7 +18,7 @@ pub mod generate;
 mod export;
 mod gpt_init;
 mod pack;
-mod planned;
+mod quantize;
 mod source;
 mod tokenize;
 pub mod models;
@@ -36,7 +36,7 @@ pub fn registry() -> &'static [&'static Kind] {
         &gpt_init::GPT_INIT,
         &train::TRAIN,
         &export::EXPORT,
-        &planned::QUANTIZE,
+        &quantize::QUANTIZE,
         &evaluate::EVALUATE,
         &command::COMMAND,
     ];

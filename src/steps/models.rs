@@ -71,6 +71,22 @@ pub fn load(
     })
 }
 
-fn load_gguf(_gpu: &Gpu, _bytes: &[u8], _size: u64) -> Result<LoadedModel> {
-    bail!("reading GGUF models (`model.gguf`) is not in this build of pai yet")
+/// A `model.gguf`: dequantized on the device; its format is that of its matrices (the
+/// 1-D tensors stay f32 in every format).
+fn load_gguf(gpu: &Gpu, bytes: &[u8], size: u64) -> Result<LoadedModel> {
+    let format = crate::formats::gguf::read(bytes)?
+        .tensor("blk.0.attn_qkv.weight")
+        .and_then(|t| crate::formats::ggml::Format::from_ggml_type(t.ggml_type))
+        .map_or("unknown", |f| f.name())
+        .to_string();
+    let (cfg, weights) = crate::model::gguf::from_gguf(gpu, bytes)?;
+    Ok(LoadedModel {
+        cfg,
+        weights,
+        info: ModelInfo {
+            format,
+            file: "model.gguf".into(),
+            bytes: size,
+        },
+    })
 }

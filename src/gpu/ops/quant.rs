@@ -43,19 +43,27 @@ pub const KERNELS: &[&Kernel] = &[
     &Q4_0_DEQUANTIZE,
 ];
 
-/// The quantize kernel of a format.
-pub fn quantize_kernel(format: Format) -> &'static Kernel {
+/// The quantize kernel of a block format (F16 and F32 have none).
+pub fn quantize_kernel(format: Format) -> Result<&'static Kernel> {
     match format {
-        Format::Q8_0 => &Q8_0_QUANTIZE,
-        Format::Q4_0 => &Q4_0_QUANTIZE,
+        Format::Q8_0 => Ok(&Q8_0_QUANTIZE),
+        Format::Q4_0 => Ok(&Q4_0_QUANTIZE),
+        Format::F16 | Format::F32 => bail!(
+            "{} is not a block format: no quantize kernel",
+            format.name()
+        ),
     }
 }
 
-/// The dequantize kernel of a format.
-pub fn dequantize_kernel(format: Format) -> &'static Kernel {
+/// The dequantize kernel of a block format (F16 and F32 have none).
+pub fn dequantize_kernel(format: Format) -> Result<&'static Kernel> {
     match format {
-        Format::Q8_0 => &Q8_0_DEQUANTIZE,
-        Format::Q4_0 => &Q4_0_DEQUANTIZE,
+        Format::Q8_0 => Ok(&Q8_0_DEQUANTIZE),
+        Format::Q4_0 => Ok(&Q4_0_DEQUANTIZE),
+        Format::F16 | Format::F32 => bail!(
+            "{} is not a block format: no dequantize kernel",
+            format.name()
+        ),
     }
 }
 
@@ -77,12 +85,13 @@ pub fn quantize_tensor(gpu: &Gpu, format: Format, name: &str, x: &Tensor) -> Res
         n.is_multiple_of(QK),
         "tensor {name:?}: {n} elements is not a multiple of the block size {QK}"
     );
+    let kern = quantize_kernel(format)?;
     let nb = n / QK;
     let out = gpu.zeros_u8(nb * format.block_bytes())?;
     let flag = gpu.upload_u32(&[u32::MAX], &[1])?;
     let mut b = gpu.batch();
     b.dispatch(
-        quantize_kernel(format),
+        kern,
         &QuantParams::new(nb),
         &[("src", x), ("dst", &out), ("flag", &flag)],
         quantize_invocations(nb),
@@ -110,6 +119,7 @@ pub fn quantize(gpu: &Gpu, format: Format, name: &str, x: &[f32]) -> Result<Vec<
 
 /// Dequantizes a byte tensor of whole blocks into a new f32 tensor.
 pub fn dequantize_tensor(gpu: &Gpu, format: Format, q: &Tensor) -> Result<Tensor> {
+    let kern = dequantize_kernel(format)?;
     let bb = format.block_bytes();
     ensure!(
         q.dtype == DType::U8,
@@ -127,7 +137,7 @@ pub fn dequantize_tensor(gpu: &Gpu, format: Format, q: &Tensor) -> Result<Tensor
     let out = gpu.zeros(&[nb * QK])?;
     let mut b = gpu.batch();
     b.dispatch(
-        dequantize_kernel(format),
+        kern,
         &QuantParams::new(nb),
         &[("src", q), ("dst", &out)],
         nb,

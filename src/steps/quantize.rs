@@ -1,0 +1,106 @@
+//! `quantize`: the trained model as one `model.gguf` that llama.cpp runs as it is
+//! (architecture `gpt2`, tokenizer embedded), matrices in q8_0, q4_0, f16 or f32.
+
+use anyhow::{Result, bail};
+
+use super::export::{WEIGHTS_PARAM, check_weights, trained_model};
+use super::{
+    Default as D, GpuUse, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType as T, Params,
+    StepCtx,
+};
+use crate::formats::ggml::Format;
+use crate::model::Weights;
+use crate::model::gguf::{check_format, to_gguf};
+
+pub static QUANTIZE: Kind = Kind {
+    name: "quantize",
+    version: 1,
+    doc: "`model.gguf`: the trained model as llama.cpp's `gpt2` architecture, tokenizer embedded, \
+          2-D weight matrices in the chosen format (q8_0 and q4_0 quantized on the GPU, \
+          byte-identical to ggml's reference quantizer), norms and biases in f32. \
+          Run it with `llama-cli -m cache/out/NODE/model.gguf`.",
+    params: &[
+        ParamDecl::new(
+            "format",
+            T::Str,
+            D::Str("q4_0"),
+            "`q8_0`, `q4_0`, `f16` or `f32` (the block formats need n_embd a multiple of 32).",
+        ),
+        WEIGHTS_PARAM,
+    ],
+    inputs: Inputs::Slots(&[
+        InputDecl {
+            role: "model",
+            kinds: &["train"],
+            doc: "trained weights",
+        },
+        InputDecl {
+            role: "tokenizer",
+            kinds: &["bpe-tokenizer"],
+            doc: "embedded in the file",
+        },
+    ]),
+    outputs: |_| {
+        Ok(vec![OutputDecl::keep(
+            "model.gguf",
+            "GGUF v3, llama.cpp `gpt2`, tokenizer embedded",
+        )])
+    },
+    gpu: GpuUse::Yes,
+    kernels: crate::gpu::ops::QUANT_KERNELS,
+    validate,
+    reads_temporaries: false,
+    source: false,
+    // The block formats constrain n_embd, a parameter of the train node's `init` input, which
+    // a quantize node's plan-time check cannot see: `run` checks it before any work instead.
+    input_checks: None,
+    run,
+};
+
+/// `format` must be one pai writes; `weights` best or final.
+fn validate(p: &Params) -> std::result::Result<(), String> {
+    match p.str("format") {
+        Ok("q8_0" | "q4_0" | "f16" | "f32") | Err(_) => {}
+        Ok(other) => {
+            return Err(format!(
+                "format {other:?} is not supported: use \"q8_0\", \"q4_0\", \"f16\" or \"f32\""
+            ));
+        }
+    }
+    check_weights(p)
+}
+
+fn run(ctx: &StepCtx) -> Result<()> {
+    let format = Format::parse(ctx.params.str("format")?)?;
+    let model = ctx.input("model")?;
+    let (cfg, bytes) = trained_model(model, ctx.params)?;
+    // Every matrix row must be whole blocks: refused here, naming the tensor, before any work.
+    check_format(&cfg, format).map_err(|e| {
+        anyhow::anyhow!("node `{}` cannot write {}: {e:#}", ctx.node, format.name())
+    })?;
+    let tok = ctx.input("tokenizer")?;
+    let tok_bytes = tok.read("tokenizer.json")?;
+    let (vocab, _) = super::gpt_init::vocab(&tok_bytes, &tok.node)?;
+    if vocab != cfg.vocab_size {
+        bail!(
+            "the tokenizer `{}` has {vocab} tokens but the model `{}` was made for {}: quantize \
+             the model with the tokenizer it was trained with",
+            tok.node,
+            model.node,
+            cfg.vocab_size
+        );
+    }
+    let w = Weights::from_safetensors(&cfg, &bytes)?;
+    (ctx.progress)(0, 1, "quantizing");
+    let file = to_gguf(ctx.gpu()?, &cfg, &w, &tok_bytes, format)?;
+    (ctx.progress)(1, 1, "quantizing");
+    std::fs::write(ctx.out("model.gguf"), &file)?;
+    let f32_bytes = 4 * cfg.param_count() as u64;
+    (ctx.summary)(&format!(
+        "{} model.gguf: {} ({:.1}× smaller than f32 weights)",
+        format.name(),
+        crate::report::size(file.len() as u64),
+        f32_bytes as f64 / file.len() as f64
+    ));
+    Ok(())
+}
