@@ -670,13 +670,13 @@ fn generate(
             UsageError("the pipeline has no default target; name a model with --model NODE".into())
         })?,
     };
-    let built = engine::built_node(project, &node)?;
-    if !steps::models::MODEL_KINDS.contains(&built.kind.as_str()) {
+    let kind = project.pipeline.nodes[project.pipeline.node(&node)?].kind();
+    if !steps::models::MODEL_KINDS.contains(&kind) {
         bail!(UsageError(format!(
-            "`{node}` is a {} node, not a model; pass --model with a train, export or quantize node",
-            built.kind
+            "`{node}` is a {kind} node, not a model; pass --model with a train, export or quantize node"
         )));
     }
+    let built = engine::built_node(project, &node)?;
     let tokenizer = if built.kind == "export" {
         built.read("tokenizer.json")?
     } else {
