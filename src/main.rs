@@ -149,6 +149,8 @@ enum BenchWhat {
     Engine,
     /// WGSL kernels against CPU baselines.
     Kernels,
+    /// Quantize throughput beside the reference quantizer; generation tokens/s, f32 and q4_0.
+    Quant,
 }
 
 fn main() -> ExitCode {
@@ -626,6 +628,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 print_json(&serde_json::to_value(&r)?);
             } else {
                 println!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: BenchWhat::Quant,
+            ..
+        } => {
+            let r = pai::model::bench::quant(cli.adapter.as_deref())?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                print!("{r}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,7 @@
 //! GPT-2 (learned positions, pre-LayerNorm, tanh-GELU, tied output embedding): its
 //! configuration, parameter layout and weights, safetensors forms, and the model that trains on
 //! a device through [`crate::gpu::ops::Ops`] only.
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod generate;
