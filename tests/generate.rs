@@ -99,7 +99,10 @@ fn evaluate_writes_the_loss_and_perplexity_of_each_model() {
     let models = e["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["node"].as_str().unwrap()).collect();
     assert_eq!(names, ["train", "final-8bit", "final-4bit"]);
-    let formats: Vec<&str> = models.iter().map(|m| m["format"].as_str().unwrap()).collect();
+    let formats: Vec<&str> = models
+        .iter()
+        .map(|m| m["format"].as_str().unwrap())
+        .collect();
     assert_eq!(formats, ["f32", "q8_0", "q4_0"]);
     for m in models {
         let loss = m["val_loss"].as_f64().unwrap();
@@ -108,9 +111,14 @@ fn evaluate_writes_the_loss_and_perplexity_of_each_model() {
         assert!((ppl - loss.exp()).abs() < 1e-9 * ppl, "{m}");
         assert!(m["bytes"].as_u64().unwrap() > 0);
     }
-    let b: Vec<u64> = models.iter().map(|m| m["bytes"].as_u64().unwrap()).collect();
+    let b: Vec<u64> = models
+        .iter()
+        .map(|m| m["bytes"].as_u64().unwrap())
+        .collect();
     assert!(b[0] > b[1] && b[1] > b[2], "smaller with fewer bits: {b:?}");
-    let best = std::fs::metadata(p.path("cache/out/train/best.safetensors")).unwrap().len();
+    let best = std::fs::metadata(p.path("cache/out/train/best.safetensors"))
+        .unwrap()
+        .len();
     assert_eq!(b[0], best);
 }
 
@@ -123,10 +131,29 @@ fn the_fp32_loss_equals_the_train_nodes_and_quantized_losses_stay_close() {
     let summary: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
     let train = summary["best_val_loss"].as_f64().unwrap();
     // The same 8 evenly spaced rows as train's val_rows = 8, the same weights.
-    assert!((loss(0) - train).abs() < 1e-5 * train, "{} vs {train}", loss(0));
-    assert!((loss(1) - loss(0)).abs() < 0.02, "q8_0 {} vs f32 {}", loss(1), loss(0));
-    assert!(loss(2) > loss(0) - 0.05, "q4_0 {} vs f32 {}", loss(2), loss(0));
-    assert!((loss(2) - loss(0)).abs() < 0.3, "q4_0 {} vs f32 {}", loss(2), loss(0));
+    assert!(
+        (loss(0) - train).abs() < 1e-5 * train,
+        "{} vs {train}",
+        loss(0)
+    );
+    assert!(
+        (loss(1) - loss(0)).abs() < 0.02,
+        "q8_0 {} vs f32 {}",
+        loss(1),
+        loss(0)
+    );
+    assert!(
+        loss(2) > loss(0) - 0.05,
+        "q4_0 {} vs f32 {}",
+        loss(2),
+        loss(0)
+    );
+    assert!(
+        (loss(2) - loss(0)).abs() < 0.3,
+        "q4_0 {} vs f32 {}",
+        loss(2),
+        loss(0)
+    );
 }
 
 #[test]
@@ -137,19 +164,39 @@ fn evaluate_refuses_inputs_that_are_not_models_or_a_second_pack() {
     ));
     let o = p.run(&["status"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("input `tokens` is a `tokenize` node"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("input `tokens` is a `tokenize` node"),
+        "{}",
+        stderr(&o)
+    );
     let p = Proj::with_pipeline(&PIPELINE.replace(
         r#"inputs = ["train", "final-8bit", "final-4bit", "packed"]"#,
         r#"inputs = ["train"]"#,
     ));
     let o = p.run(&["status"]);
-    assert!(stderr(&o).contains("needs one `pack` input"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs one `pack` input"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn the_same_seed_gives_the_same_text_and_another_seed_other_text() {
     let p = built();
-    let args = |seed: &'static str| ["--model", "train", "--tokens", "12", "--temperature", "1", "--seed", seed, "the data"];
+    let args = |seed: &'static str| {
+        [
+            "--model",
+            "train",
+            "--tokens",
+            "12",
+            "--temperature",
+            "1",
+            "--seed",
+            seed,
+            "the data",
+        ]
+    };
     let (a, err, code) = generate(p, &args("1"));
     assert_eq!(code, 0, "{err}");
     assert!(a.starts_with("the data"), "the prompt is echoed: {a:?}");
@@ -162,7 +209,18 @@ fn the_same_seed_gives_the_same_text_and_another_seed_other_text() {
 fn greedy_generation_is_deterministic_and_json_reports_it() {
     let p = built();
     let run = |seed: &str| {
-        let (v, code) = p.json(&["generate", "--model", "final-4bit", "--tokens", "10", "--temperature", "0", "--seed", seed, "model"]);
+        let (v, code) = p.json(&[
+            "generate",
+            "--model",
+            "final-4bit",
+            "--tokens",
+            "10",
+            "--temperature",
+            "0",
+            "--seed",
+            seed,
+            "model",
+        ]);
         assert_eq!(code, 0, "{v}");
         v
     };
@@ -184,7 +242,10 @@ fn an_over_long_prompt_is_cut_from_the_left_with_a_warning() {
     assert_eq!(v["tokens"], 1, "the context is full after one more token");
     let (_, err, code) = generate(p, &["--model", "hf", "--tokens", "5", &long]);
     assert_eq!(code, 0);
-    assert!(err.contains("warning: the prompt is") && err.contains("dropped"), "{err}");
+    assert!(
+        err.contains("warning: the prompt is") && err.contains("dropped"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -194,7 +255,10 @@ fn an_empty_prompt_starts_from_end_of_text_and_stops_at_the_context() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["model"], "final-4bit", "the default target");
     assert_eq!(v["prompt_tokens"], 1);
-    assert_eq!(v["tokens"], 16, "1 prompt token + 16 fill the context of 16 and one more");
+    assert_eq!(
+        v["tokens"], 16,
+        "1 prompt token + 16 fill the context of 16 and one more"
+    );
 }
 
 #[test]
@@ -203,7 +267,8 @@ fn generating_from_an_unbuilt_node_says_how_to_build_it() {
     let (_, err, code) = generate(&p, &["--model", "final-8bit", "hi"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("node `final-8bit` has not been built") && err.contains("pai build final-8bit"),
+        err.contains("node `final-8bit` has not been built")
+            && err.contains("pai build final-8bit"),
         "{err}"
     );
     let (_, err, code) = generate(&p, &["--model", "packed", "hi"]);

@@ -9,7 +9,7 @@ use pai::gpu::ops::attention::{self as att, DecodeShape};
 use pai::gpu::ops::embedding as emb;
 use pai::gpu::ops::{CpuOps, GpuOps};
 use pai::gpu::reference::{self as r, AttnShape};
-use pai::model::{GptConfig, Generator, Model, Sampling, Weights};
+use pai::model::{Generator, GptConfig, Model, Sampling, Weights};
 
 fn run(f: impl FnOnce(&mut pai::gpu::Batch) -> anyhow::Result<()>) {
     let mut b = gpu().batch();
@@ -59,10 +59,17 @@ fn embedding_at_a_position_matches_its_reference() {
         let wpe = rng.vec(t * c, 1.0);
         let ids: Vec<u32> = (0..n).map(|_| rng.below(v as u32)).collect();
         let out = poisoned(&[n, c]);
-        let (a, p, i) = (up(&wte, &[v, c]), up(&wpe, &[t, c]), gpu().upload_u32(&ids, &[n]).unwrap());
+        let (a, p, i) = (
+            up(&wte, &[v, c]),
+            up(&wpe, &[t, c]),
+            gpu().upload_u32(&ids, &[n]).unwrap(),
+        );
         run(|b| emb::embedding_at(b, &i, &a, &p, &out, pos));
         let want = r::embedding_at(&ids, &f64s(&wte), &f64s(&wpe), pos, c);
-        assert!(rel_err(&read(&out), &want) < 1e-7, "embedding_at v{v} t{t} c{c} pos{pos} n{n}");
+        assert!(
+            rel_err(&read(&out), &want) < 1e-7,
+            "embedding_at v{v} t{t} c{c} pos{pos} n{n}"
+        );
     }
     // Past the context: refused on the host.
     let (a, p) = (up(&[0.0; 6], &[2, 3]), up(&[0.0; 6], &[2, 3]));
@@ -118,7 +125,10 @@ fn kv_cache_logits_equal_full_forward_logits() {
     for (i, &tok) in tokens.iter().enumerate() {
         let step = g.feed(&mut ops, &[tok]).unwrap();
         let e = max_rel(&step, &full[i * v..(i + 1) * v]);
-        assert!(e < 1e-4, "position {i}: token-by-token logits differ by {e}");
+        assert!(
+            e < 1e-4,
+            "position {i}: token-by-token logits differ by {e}"
+        );
     }
     assert!(g.feed(&mut ops, &[0]).is_err(), "the context is full");
     // A prompt of 4 in one call, then single tokens: the same logits.
@@ -162,9 +172,16 @@ fn generation_is_a_function_of_the_seed() {
         seed,
     };
     let a = gen_with(s(1, 1.0), 9);
-    assert_eq!(a.tokens.len(), 9, "9 = context 11 - prompt 2 + 1 (the last is not fed)");
+    assert_eq!(
+        a.tokens.len(),
+        9,
+        "9 = context 11 - prompt 2 + 1 (the last is not fed)"
+    );
     assert_eq!(a.tokens, gen_with(s(1, 1.0), 9).tokens);
     assert_ne!(a.tokens, gen_with(s(2, 1.0), 9).tokens);
-    assert_eq!(gen_with(s(1, 0.0), 20).tokens, gen_with(s(9, 0.0), 20).tokens);
+    assert_eq!(
+        gen_with(s(1, 0.0), 20).tokens,
+        gen_with(s(9, 0.0), 20).tokens
+    );
     assert_eq!(gen_with(s(1, 1.0), 3).tokens.len(), 3);
 }

@@ -741,7 +741,10 @@ pub fn built_node(project: &Project, node: &str) -> Result<BuiltNode> {
     for o in rec.live_outputs() {
         let path = project.store.object_path(&o.hash);
         if !path.exists() {
-            anyhow::bail!(how(&format!("is missing its output `{}` in the store", o.name)));
+            anyhow::bail!(how(&format!(
+                "is missing its output `{}` in the store",
+                o.name
+            )));
         }
         files.push((o.name.clone(), path));
     }

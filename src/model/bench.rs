@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::GptConfig;
 use super::generate::{Generator, Sampling, generate};
 use super::weights::{Weights, specs};
-use super::GptConfig;
 use crate::gpu::Gpu;
 use crate::gpu::bench::{QuantBench, quantize_throughput};
 use crate::gpu::ops::GpuOps;

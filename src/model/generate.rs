@@ -16,16 +16,16 @@ use std::time::Instant;
 struct Acts<X> {
     n: usize,
     ids: Option<X>,
-    x: X,     // [n,C] residual stream
-    ln: X,    // [n,C]
-    mean: X,  // [n]
-    rstd: X,  // [n]
-    qkv: X,   // [n,3C]
-    atty: X,  // [n,C]
-    proj: X,  // [n,C]
-    res2: X,  // [n,C]
-    fch: X,   // [n,4C]
-    fchg: X,  // [n,4C]
+    x: X,      // [n,C] residual stream
+    ln: X,     // [n,C]
+    mean: X,   // [n]
+    rstd: X,   // [n]
+    qkv: X,    // [n,3C]
+    atty: X,   // [n,C]
+    proj: X,   // [n,C]
+    res2: X,   // [n,C]
+    fch: X,    // [n,4C]
+    fchg: X,   // [n,4C]
     logits: X, // [n,V]
 }
 
@@ -105,7 +105,7 @@ impl<O: Ops> Generator<O> {
     /// Feeds `tokens` at the next positions and returns their logits, [n × V] row-major (row i:
     /// the distribution of the token after tokens[..=i]). Refuses tokens past the context.
     pub fn feed(&mut self, ops: &mut O, tokens: &[u32]) -> Result<Vec<f32>> {
-        let (t, c, v) = (self.cfg.context, self.cfg.n_embd, self.cfg.vocab_size);
+        let (t, v) = (self.cfg.context, self.cfg.vocab_size);
         let n = tokens.len();
         ensure!(n > 0, "nothing to feed");
         ensure!(
@@ -144,7 +144,6 @@ impl<O: Ops> Generator<O> {
         let logits = ops.read(&a.logits)?;
         self.pos += n;
         debug_assert_eq!(logits.len(), n * v);
-        let _ = c;
         Ok(logits)
     }
 }

@@ -186,7 +186,12 @@ fn run(ctx: &StepCtx) -> Result<()> {
     let model_inputs: Vec<_> = ctx.inputs.iter().filter(|i| i.kind != "pack").collect();
     let mut out = Vec::new();
     for (k, input) in model_inputs.iter().enumerate() {
-        (ctx.message)(&format!("{} ({}/{})", input.node, k + 1, model_inputs.len()));
+        (ctx.message)(&format!(
+            "{} ({}/{})",
+            input.node,
+            k + 1,
+            model_inputs.len()
+        ));
         let m = models::load(gpu, &input.kind, weights, &|f| input.read(f))
             .with_context(|| format!("reading the model of `{}`", input.node))?;
         ensure!(
@@ -234,7 +239,12 @@ fn run(ctx: &StepCtx) -> Result<()> {
 
 /// Mean loss over whole rows (context + 1 ids each), BATCH rows per forward pass, as `train`
 /// measures its validation loss: chunk means weighted by their rows, summed in f64.
-pub fn eval_loss(gpu: &crate::gpu::Gpu, w: &crate::model::Weights, rows: &[u32], width: usize) -> Result<f64> {
+pub fn eval_loss(
+    gpu: &crate::gpu::Gpu,
+    w: &crate::model::Weights,
+    rows: &[u32],
+    width: usize,
+) -> Result<f64> {
     let n = rows.len() / width;
     let mut ops = GpuOps::new(gpu);
     let mut model = Model::new(&mut ops, w, BATCH.min(n.max(1)))?;

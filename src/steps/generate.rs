@@ -93,7 +93,8 @@ pub fn run(
     on_text: &mut dyn FnMut(&str) -> Result<()>,
     warn: &dyn Fn(&str),
 ) -> Result<Report> {
-    let tok = Tokenizer::from_bytes(tokenizer_json).map_err(|e| anyhow!("loading the tokenizer: {e}"))?;
+    let tok =
+        Tokenizer::from_bytes(tokenizer_json).map_err(|e| anyhow!("loading the tokenizer: {e}"))?;
     let cfg = model.cfg;
     let vocab = tok.get_vocab_size(true);
     anyhow::ensure!(

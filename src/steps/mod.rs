@@ -14,14 +14,14 @@ use serde::Serialize;
 mod bpe_tokenizer;
 mod command;
 pub mod evaluate;
-pub mod generate;
 mod export;
+pub mod generate;
 mod gpt_init;
+pub mod models;
 mod pack;
 mod quantize;
 mod source;
 mod tokenize;
-pub mod models;
 pub mod train;
 
 pub use source::SOURCE_KIND;
@@ -452,11 +452,17 @@ pub struct InputParams<'a>(pub Vec<(&'a str, &'a str, &'a Params)>);
 
 impl InputParams<'_> {
     pub fn get(&self, role: &str) -> Option<&Params> {
-        self.0.iter().find(|(r, _, _)| *r == role).map(|(_, _, p)| *p)
+        self.0
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, _, p)| *p)
     }
     /// The kind of the input in `role`.
     pub fn kind(&self, role: &str) -> Option<&str> {
-        self.0.iter().find(|(r, _, _)| *r == role).map(|(_, k, _)| *k)
+        self.0
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, k, _)| *k)
     }
 }
 

@@ -93,7 +93,7 @@ pub fn check_decode(
     what: &str,
 ) -> Result<DecodeShape> {
     ensure!(
-        cache.len() == 2 && cache[1] % 3 == 0 && cache[1] > 0,
+        cache.len() == 2 && cache[1].is_multiple_of(3) && cache[1] > 0,
         "{what}: the cache must be [T, 3C], is {cache:?}"
     );
     let (t, c) = (cache[0], cache[1] / 3);

@@ -343,7 +343,13 @@ pub mod cpu {
 
 pub mod reference {
     /// out[i,:] = wte[tok[i],:] + wpe[pos+i,:] (the KV-cache path's embedding).
-    pub fn embedding_at(tokens: &[u32], wte: &[f64], wpe: &[f64], pos: usize, c: usize) -> Vec<f64> {
+    pub fn embedding_at(
+        tokens: &[u32],
+        wte: &[f64],
+        wpe: &[f64],
+        pos: usize,
+        c: usize,
+    ) -> Vec<f64> {
         let mut out = vec![0.0; tokens.len() * c];
         for (i, &tok) in tokens.iter().enumerate() {
             for ci in 0..c {
