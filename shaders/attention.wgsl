@@ -7,6 +7,10 @@
 // attn_bwd_q (one per (b,h,t)): dP = dO.V^T, dS = P * (dP - sum_t2 dP*P), dQ = scale * dS.K.
 // attn_bwd_kv (one per (b,h,t2)): dK = scale * dS^T.Q, dV = P^T.dO  (sums over t >= t2 in order).
 // dqkv is fully written: Q part by attn_bwd_q, K and V parts by attn_bwd_kv.
+// attn_decode (one per (i,h), i < n): the KV-cache path. qkv is a cache [T,3C] of qkv rows
+//   (rows 0..pos+n written); out [n,C]. Row i is the new position q = pos+i, attending to the
+//   cached rows t2 <= q: out[i,h*hs+d] = sum_t2 softmax_t2(scale * Q[q].K[t2]) V[t2,d]
+//   (two passes: the maximum, then exp-sums and the weighted V accumulated in out).
 
 // #include "common.wgsl"
 
@@ -16,6 +20,8 @@ struct Params {
     c: u32,
     nh: u32,
     scale: f32,
+    pos: u32,
+    n: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -146,5 +152,50 @@ fn attn_bwd_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         }
         out[kv + p.c + d] = dk * p.scale;
         out[kv + 2u * p.c + d] = dv;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn attn_decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let idx = wg_linear(wg, nwg) * WG + li;
+    if (idx >= p.n * p.nh) {
+        return;
+    }
+    let h = idx % p.nh;
+    let i = idx / p.nh;
+    let qpos = p.pos + i;
+    let hs = p.c / p.nh;
+    let c3 = 3u * p.c;
+    let q = qpos * c3 + h * hs;
+    let kbase = p.c + h * hs;
+    let vbase = 2u * p.c + h * hs;
+    let o = i * p.c + h * hs;
+    var mx = -3.0e38;
+    for (var t2 = 0u; t2 <= qpos; t2++) {
+        var s = 0.0;
+        for (var d = 0u; d < hs; d++) {
+            s += qkv[q + d] * qkv[kbase + t2 * c3 + d];
+        }
+        mx = max(mx, s * p.scale);
+    }
+    for (var d = 0u; d < hs; d++) {
+        out[o + d] = 0.0;
+    }
+    var sum = 0.0;
+    for (var t2 = 0u; t2 <= qpos; t2++) {
+        var s = 0.0;
+        for (var d = 0u; d < hs; d++) {
+            s += qkv[q + d] * qkv[kbase + t2 * c3 + d];
+        }
+        let e = exp(s * p.scale - mx);
+        sum += e;
+        for (var d = 0u; d < hs; d++) {
+            out[o + d] += e * qkv[vbase + t2 * c3 + d];
+        }
+    }
+    let inv = 1.0 / sum;
+    for (var d = 0u; d < hs; d++) {
+        out[o + d] = out[o + d] * inv;
     }
 }

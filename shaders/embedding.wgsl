@@ -5,6 +5,8 @@
 // embed_bwd_wte (one per (v,c)): dwte[v,c] = (acc ? dwte : 0) + sum of dx[pos,c] over the
 //   positions holding v, taken from a host-built index (offsets [V+1], positions ascending):
 //   a deterministic gather, no atomics.
+// embed_at (one per output element; the KV-cache path): tokens [n] at positions pos..pos+n,
+//   out[i,c] = wte[tok[i],c] + wpe[pos+i,c] (t = n; NaN where tok >= V).
 // embed_bwd_wpe (one per (t,c)): dwpe[t,c] = (acc ? dwpe : 0) + sum_b dx[b,t,c], b in order.
 
 // #include "common.wgsl"
@@ -15,6 +17,7 @@ struct Params {
     c: u32,
     v: u32,
     acc: u32,
+    pos: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,6 +43,23 @@ fn embed_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         return;
     }
     out[i] = ta[tok * p.c + c] + tb[t * p.c + c];
+}
+
+@compute @workgroup_size(WG)
+fn embed_at(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let i = wg_linear(wg, nwg) * WG + li;
+    if (i >= p.t * p.c) {
+        return;
+    }
+    let c = i % p.c;
+    let row = i / p.c;
+    let tok = ids[row];
+    if (tok >= p.v) {
+        out[i] = nan_f32();
+        return;
+    }
+    out[i] = ta[tok * p.c + c] + tb[(p.pos + row) * p.c + c];
 }
 
 @compute @workgroup_size(WG)

@@ -94,6 +94,27 @@ enum Command {
     },
     /// The GPU adapters found, the one pai uses, and how to get one if none.
     Doctor,
+    /// Sample text from a built model (a train, export or quantize node), streamed as it comes.
+    Generate {
+        /// The model node [default: the pipeline's default target].
+        #[arg(long, value_name = "NODE")]
+        model: Option<String>,
+        /// New tokens at most (generation also stops when the context is full).
+        #[arg(long, value_name = "N", default_value_t = 200)]
+        tokens: usize,
+        /// Softmax temperature; 0 = greedy.
+        #[arg(long, value_name = "T", default_value_t = 0.8)]
+        temperature: f32,
+        /// Sample among the K most likely tokens; 0 = all.
+        #[arg(long, value_name = "K", default_value_t = 40)]
+        top_k: usize,
+        /// Sampling seed: the same seed gives the same text.
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        seed: u64,
+        /// Text to continue [default: start from <|endoftext|>].
+        #[arg(default_value = "")]
+        prompt: String,
+    },
     /// Every node kind with its parameters, inputs and outputs.
     Kinds {
         /// Print the Markdown reference the README embeds.
@@ -131,6 +152,8 @@ enum BenchWhat {
     /// Training steps of the pipeline's model on the adapter, against the plain-Rust
     /// reference (`--runs` steps are timed).
     Train,
+    /// Quantize throughput beside the reference quantizer; generation tokens/s, f32 and q4_0.
+    Quant,
 }
 
 fn main() -> ExitCode {
@@ -560,6 +583,32 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Command::Generate {
+            model,
+            tokens,
+            temperature,
+            top_k,
+            seed,
+            prompt,
+        } => {
+            let project = open(cli)?;
+            let req = steps::generate::Request {
+                prompt: prompt.clone(),
+                tokens: *tokens,
+                sampling: pai::model::Sampling {
+                    temperature: *temperature,
+                    top_k: *top_k,
+                    seed: *seed,
+                },
+            };
+            let r = generate(cli, &project, model.as_deref(), &req)?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else if !cli.quiet {
+                eprintln!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor => {
             let r = pai::gpu::doctor::report(cli.adapter.as_deref());
             if cli.json {
@@ -618,6 +667,18 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            what: BenchWhat::Quant,
+            ..
+        } => {
+            let r = pai::model::quant_bench::quant(cli.adapter.as_deref())?;
+            if cli.json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                print!("{r}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             what: BenchWhat::Engine,
             files,
             bytes,
@@ -642,6 +703,61 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `pai generate`: the node's current build and its tokenizer, text streamed to stdout (to
+/// stderr with --json).
+fn generate(
+    cli: &Cli,
+    project: &Project,
+    model: Option<&str>,
+    req: &steps::generate::Request,
+) -> Result<steps::generate::Report> {
+    let node = match model {
+        Some(m) => m.to_string(),
+        None => project.pipeline.default.clone().ok_or_else(|| {
+            UsageError("the pipeline has no default target; name a model with --model NODE".into())
+        })?,
+    };
+    let kind = project.pipeline.nodes[project.pipeline.node(&node)?].kind();
+    if !steps::models::MODEL_KINDS.contains(&kind) {
+        bail!(UsageError(format!(
+            "`{node}` is a {kind} node, not a model; pass --model with a train, export or quantize node"
+        )));
+    }
+    let built = engine::built_node(project, &node)?;
+    let tokenizer = if built.kind == "export" {
+        built.read("tokenizer.json")?
+    } else {
+        let t = engine::upstream_of_kind(project, &node, "bpe-tokenizer")
+            .with_context(|| format!("no bpe-tokenizer node is upstream of `{node}`"))?;
+        engine::built_node(project, &t)?.read("tokenizer.json")?
+    };
+    let gpu = pai::gpu::Gpu::new(cli.adapter.as_deref())?;
+    let m = steps::models::load(&gpu, &built.kind, "best", &|f| built.read(f))
+        .with_context(|| format!("reading the model of `{node}`"))?;
+    use std::io::Write;
+    let json = cli.json;
+    let mut emit = |s: &str| -> Result<()> {
+        if json {
+            eprint!("{s}");
+            std::io::stderr().flush()?;
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(s.as_bytes())?;
+            o.flush()?;
+        }
+        Ok(())
+    };
+    let r = steps::generate::run(&gpu, &node, &m, &tokenizer, req, &mut emit, &|w| {
+        eprintln!("{w}")
+    })?;
+    if json {
+        eprintln!();
+    } else {
+        println!();
+    }
+    Ok(r)
 }
 
 /// The store of the project folder, for commands that need no pipeline file.

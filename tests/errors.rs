@@ -255,16 +255,17 @@ fn verify_repair_drops_corrupt_objects_and_the_next_build_restores_them() {
 }
 
 #[test]
-fn the_model_kinds_say_they_are_not_implemented_yet() {
+fn an_evaluate_node_without_a_model_is_refused_before_anything_runs() {
     let p = Proj::with_pipeline(&format!(
         "{PIPELINE}\n[nodes.eval]\nkind = \"evaluate\"\ninputs = [\"packed\"]\n"
     ));
     fails_with(
         &p,
         &["build", "eval"],
-        1,
-        &["node `eval`: its kind is declared", "not implemented"],
+        2,
+        &["node `eval`: it has no model to evaluate", "train"],
     );
+    assert!(objects(p.dir()).is_empty(), "nothing was built");
 }
 
 #[test]

@@ -152,6 +152,41 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Records a copy of `len` elements of `src` from element `src_at` into `dst` at element
+    /// `dst_at` (both 4-byte element tensors; the ranges are checked against the shapes).
+    pub fn copy_range(
+        &mut self,
+        src: &Tensor,
+        src_at: usize,
+        dst: &Tensor,
+        dst_at: usize,
+        len: usize,
+    ) -> Result<()> {
+        ensure!(
+            src.dtype.size() == 4 && dst.dtype == src.dtype,
+            "copy_range: tensors must both hold 4-byte elements of one type ({:?}, {:?})",
+            src.dtype,
+            dst.dtype
+        );
+        ensure!(
+            src_at + len <= src.len() && dst_at + len <= dst.len(),
+            "copy_range: {len} elements from {src_at} of {:?} into {dst_at} of {:?} run past an end",
+            src.shape,
+            dst.shape
+        );
+        if len == 0 {
+            return Ok(());
+        }
+        self.encoder.as_mut().unwrap().copy_buffer_to_buffer(
+            &src.buffer,
+            (src_at * 4) as u64,
+            &dst.buffer,
+            (dst_at * 4) as u64,
+            (len * 4) as u64,
+        );
+        Ok(())
+    }
+
     /// Records zero-filling a tensor.
     pub fn zero(&mut self, t: &Tensor) {
         self.encoder

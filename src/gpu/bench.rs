@@ -293,34 +293,7 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         cpu_backward_ms: cb * 1e3,
     }];
 
-    let n = 1 << 22;
-    let x = data(n, 9);
-    let xt = gpu.upload(&x, &[n])?;
-    let mut quantize = Vec::new();
-    for f in [Format::Q8_0, Format::Q4_0] {
-        let kern = quant::quantize_kernel(f)?;
-        let nb = n / QK;
-        let out = gpu.zeros_u8(nb * f.block_bytes())?;
-        let flag = gpu.upload_u32(&[u32::MAX], &[1])?;
-        let s = time_gpu(gpu, budget, |b| {
-            b.dispatch(
-                kern,
-                &QuantParams::new(nb),
-                &[("src", &xt), ("dst", &out), ("flag", &flag)],
-                quant::quantize_invocations(nb),
-            )
-        })?;
-        let cs = time_cpu(budget, || {
-            std::hint::black_box(quant::quantize_ref(f, "bench", &x).unwrap());
-        });
-        let bytes = (n * 4) as f64;
-        quantize.push(QuantBench {
-            format: f.name().to_string(),
-            elements: n,
-            gbps: bytes / s / 1e9,
-            cpu_gbps: bytes / cs / 1e9,
-        });
-    }
+    let quantize = quantize_throughput(gpu, budget)?;
     Ok(KernelBench {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
@@ -382,4 +355,38 @@ impl fmt::Display for KernelBench {
         }
         write!(f, "({:.1} s)", self.seconds)
     }
+}
+
+/// Quantize throughput (GB/s of f32 input, data on the device) of the q8_0 and q4_0 kernels,
+/// each beside the one-thread plain-Rust reference quantizer timed in the same run.
+pub fn quantize_throughput(gpu: &Gpu, budget: Duration) -> Result<Vec<QuantBench>> {
+    let n = 1 << 22;
+    let x = data(n, 9);
+    let xt = gpu.upload(&x, &[n])?;
+    let mut quantize = Vec::new();
+    for f in [Format::Q8_0, Format::Q4_0] {
+        let kern = quant::quantize_kernel(f)?;
+        let nb = n / QK;
+        let out = gpu.zeros_u8(nb * f.block_bytes())?;
+        let flag = gpu.upload_u32(&[u32::MAX], &[1])?;
+        let s = time_gpu(gpu, budget, |b| {
+            b.dispatch(
+                kern,
+                &QuantParams::new(nb),
+                &[("src", &xt), ("dst", &out), ("flag", &flag)],
+                quant::quantize_invocations(nb),
+            )
+        })?;
+        let cs = time_cpu(budget, || {
+            std::hint::black_box(quant::quantize_ref(f, "bench", &x).unwrap());
+        });
+        let bytes = (n * 4) as f64;
+        quantize.push(QuantBench {
+            format: f.name().to_string(),
+            elements: n,
+            gbps: bytes / s / 1e9,
+            cpu_gbps: bytes / cs / 1e9,
+        });
+    }
+    Ok(quantize)
 }

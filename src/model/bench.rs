@@ -1,4 +1,4 @@
-//! `pai bench train`: training throughput of a model on the adapter, where the
+//! `pai bench train` (`bench quant` is in `quant_bench.rs`): training throughput of a model on the adapter, where the
 //! time goes (forward, backward, optimizer; the kernels that take most), and
 //! the plain-Rust reference implementation timed in the same run as the
 //! baseline.

@@ -309,6 +309,28 @@ impl<O: Ops> Model<O> {
         Ok(mean(&losses[..n * t]))
     }
 
+    /// The logits [len × V] of one sequence of 1..=context tokens by the full forward pass (the
+    /// row is padded to the context with token 0; causal attention keeps the padding from
+    /// changing the logits of the first `len` positions).
+    pub fn logits(&mut self, ops: &mut O, tokens: &[u32]) -> Result<Vec<f32>> {
+        let (t, v) = (self.cfg.context, self.cfg.vocab_size);
+        ensure!(
+            !tokens.is_empty() && tokens.len() <= t,
+            "logits: {} tokens; pass 1 to the context of {t}",
+            tokens.len()
+        );
+        let mut row = tokens.to_vec();
+        row.resize(t + 1, 0);
+        let (inputs, targets, _) = self.split_rows(&row)?;
+        let b = self.batch;
+        let ids = ops.upload_ids(&inputs, &[b, t])?;
+        let tgt = ops.upload_ids(&targets, &[b * t])?;
+        self.forward(ops, &ids, &tgt, false)?;
+        let mut logits = ops.read(&self.t.acts.logits)?;
+        logits.truncate(tokens.len() * v);
+        Ok(logits)
+    }
+
     /// Reads the parameters back.
     pub fn weights(&mut self, ops: &mut O) -> Result<Weights> {
         let tensors = read_all(ops, &self.t.params)?;

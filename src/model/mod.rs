@@ -4,10 +4,12 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod generate;
 pub mod gguf;
 pub mod gpt;
 pub mod layers;
 pub mod memory;
+pub mod quant_bench;
 pub mod rng;
 pub mod tensors;
 pub mod weights;
@@ -17,6 +19,7 @@ pub use checkpoint::{
     opt_to_safetensors,
 };
 pub use config::GptConfig;
+pub use generate::{Generated, Generator, Sampler, Sampling, generate};
 pub use gpt::{Hyper, Model, StepStats};
 pub use memory::{MemoryPlan, check_fits, memory_plan};
 pub use weights::{ParamSpec, Weights, specs};

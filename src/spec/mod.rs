@@ -645,7 +645,10 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
                 .inputs
                 .iter()
                 .zip(&node.roles)
-                .filter_map(|(i, role)| Some((role.as_str(), &find(i)?.params)))
+                .filter_map(|(i, role)| {
+                    let n = find(i)?;
+                    Some((role.as_str(), n.kind(), &n.params))
+                })
                 .collect(),
             upstream,
         };

@@ -13,10 +13,12 @@ use serde::Serialize;
 
 mod bpe_tokenizer;
 mod command;
+pub mod evaluate;
 mod export;
+pub mod generate;
 pub mod gpt_init;
+pub mod models;
 mod pack;
-mod planned;
 mod quantize;
 mod source;
 mod tokenize;
@@ -35,7 +37,7 @@ pub fn registry() -> &'static [&'static Kind] {
         &train::TRAIN,
         &export::EXPORT,
         &quantize::QUANTIZE,
-        &planned::EVALUATE,
+        &evaluate::EVALUATE,
         &command::COMMAND,
     ];
     KINDS
@@ -447,8 +449,9 @@ pub type InputChecks = fn(&Params, &InputParams) -> std::result::Result<(), Stri
 /// The parameters of a node's inputs, by role, and of every node upstream of
 /// it, for [`Kind::input_checks`].
 pub struct InputParams<'a> {
-    /// (role, parameters) of the direct inputs.
-    pub inputs: Vec<(&'a str, &'a Params)>,
+    /// (role, kind, parameters) of the direct inputs, in the order of `inputs`
+    /// (for `Inputs::Any` kinds the role is the node's name).
+    pub inputs: Vec<(&'a str, &'a str, &'a Params)>,
     /// (kind, parameters) of every node upstream, nearest first.
     pub upstream: Vec<(&'a str, &'a Params)>,
 }
@@ -458,8 +461,15 @@ impl InputParams<'_> {
     pub fn get(&self, role: &str) -> Option<&Params> {
         self.inputs
             .iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, p)| *p)
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, _, p)| *p)
+    }
+    /// The kind of the input in `role`.
+    pub fn kind(&self, role: &str) -> Option<&str> {
+        self.inputs
+            .iter()
+            .find(|(r, _, _)| *r == role)
+            .map(|(_, k, _)| *k)
     }
     /// The parameters of the nearest node of `kind` upstream (e.g. the `gpt-init`
     /// behind a `train` input).

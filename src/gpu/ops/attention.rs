@@ -1,7 +1,7 @@
 //! Causal multi-head self-attention with the softmax inside, forward and backward
 //! (`shaders/attention.wgsl`).
 
-use super::{distinct, numel, same, u};
+use super::{distinct, f32t, numel, same, u};
 use crate::gpu::pipelines::kernel;
 use crate::gpu::{Batch, Kernel, Tensor};
 use anyhow::{Result, ensure};
@@ -33,7 +33,10 @@ pub struct AttentionParams {
     pub c: u32,
     pub nh: u32,
     pub scale: f32,
-    pub _pad: [u32; 3],
+    /// The KV-cache path (`attn_decode`): first new position and number of new positions.
+    pub pos: u32,
+    pub n: u32,
+    pub _pad: [u32; 1],
 }
 
 impl AttentionParams {
@@ -44,7 +47,7 @@ impl AttentionParams {
             c: u(s.c),
             nh: u(s.nh),
             scale: s.scale() as f32,
-            _pad: [0; 3],
+            ..Default::default()
         }
     }
 }
@@ -52,9 +55,65 @@ impl AttentionParams {
 pub const ATTN_FWD: Kernel = kernel!("attention", "attn_fwd", AttentionParams);
 pub const ATTN_BWD_Q: Kernel = kernel!("attention", "attn_bwd_q", AttentionParams);
 pub const ATTN_BWD_KV: Kernel = kernel!("attention", "attn_bwd_kv", AttentionParams);
+pub const ATTN_DECODE: Kernel = kernel!("attention", "attn_decode", AttentionParams);
 
 /// Every kernel this op can dispatch.
-pub const KERNELS: &[&Kernel] = &[&ATTN_FWD, &ATTN_BWD_Q, &ATTN_BWD_KV];
+pub const KERNELS: &[&Kernel] = &[&ATTN_FWD, &ATTN_BWD_Q, &ATTN_BWD_KV, &ATTN_DECODE];
+
+/// Shape of a KV-cache call: a cache of `t` rows of qkv [T,3C] (C channels, NH heads) and `n`
+/// new positions starting at `pos`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeShape {
+    pub t: usize,
+    pub c: usize,
+    pub nh: usize,
+    pub pos: usize,
+    pub n: usize,
+}
+
+impl DecodeShape {
+    fn attn(&self) -> AttnShape {
+        AttnShape {
+            b: 1,
+            t: self.t,
+            c: self.c,
+            nh: self.nh,
+        }
+    }
+}
+
+/// The cache [T,3C] and n rows of width `width` (out [n,C] or new qkv [n,3C]) of a KV-cache call
+/// with `nh` heads at `pos`: returns the shape.
+pub fn check_decode(
+    nh: usize,
+    pos: usize,
+    cache: &[usize],
+    rows: &[usize],
+    per_c: usize,
+    what: &str,
+) -> Result<DecodeShape> {
+    ensure!(
+        cache.len() == 2 && cache[1].is_multiple_of(3) && cache[1] > 0,
+        "{what}: the cache must be [T, 3C], is {cache:?}"
+    );
+    let (t, c) = (cache[0], cache[1] / 3);
+    ensure!(
+        nh > 0 && c.is_multiple_of(nh),
+        "{what}: {c} channels do not split into {nh} heads"
+    );
+    let width = per_c * c;
+    ensure!(
+        numel(rows) > 0 && numel(rows).is_multiple_of(width),
+        "{what}: {rows:?} is not whole rows of {width}"
+    );
+    let n = numel(rows) / width;
+    ensure!(
+        pos + n <= t,
+        "{what}: positions {pos}..{} do not fit a cache of {t} positions (the context)",
+        pos + n
+    );
+    Ok(DecodeShape { t, c, nh, pos, n })
+}
 
 /// qkv [B,T,3C], out (or dout) [B,T,C], P [B,NH,T,T]; C splits into NH heads.
 pub fn check(s: AttnShape, qkv: &[usize], out: &[usize], p: &[usize]) -> Result<()> {
@@ -148,10 +207,64 @@ pub fn attention_bwd(
     b.dispatch(&ATTN_BWD_KV, &params, &bufs, n)
 }
 
+/// KV-cache attention: `n` = rows of `out` [n,C] new positions pos..pos+n, each attending to
+/// the cached qkv rows 0..=its position of `cache` [T,3C] (which must already hold them: see
+/// [`kv_append`]).
+pub fn attention_decode(
+    b: &mut Batch,
+    nh: usize,
+    pos: usize,
+    cache: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let d = check_decode(nh, pos, &cache.shape, &out.shape, 1, "attention_decode")?;
+    f32t(cache, "attention_decode cache")?;
+    f32t(out, "attention_decode out")?;
+    distinct(&[cache, out], "attention_decode")?;
+    let params = AttentionParams {
+        pos: u(pos),
+        n: u(d.n),
+        ..AttentionParams::new(d.attn())
+    };
+    b.dispatch(
+        &ATTN_DECODE,
+        &params,
+        &[("qkv", cache), ("out", out)],
+        d.n * nh,
+    )
+}
+
+/// Writes the qkv rows [n,3C] of positions pos..pos+n into the cache [T,3C] (a buffer-range
+/// copy recorded in the batch).
+pub fn kv_append(b: &mut Batch, qkv: &Tensor, cache: &Tensor, pos: usize) -> Result<()> {
+    let d = check_decode(1, pos, &cache.shape, &qkv.shape, 3, "kv_append")?;
+    distinct(&[qkv, cache], "kv_append")?;
+    b.copy_range(qkv, 0, cache, pos * 3 * d.c, d.n * 3 * d.c)
+}
+
 pub mod cpu {
     use super::super::CpuTensor;
-    use super::{AttnShape, check, check_bwd, reference as r};
+    use super::{AttnShape, check, check_bwd, check_decode, reference as r};
     use anyhow::Result;
+
+    pub fn attention_decode(
+        nh: usize,
+        pos: usize,
+        cache: &CpuTensor,
+        out: &CpuTensor,
+    ) -> Result<()> {
+        let d = check_decode(nh, pos, &cache.shape, &out.shape, 1, "attention_decode")?;
+        out.put(&r::attention_decode(&cache.get(), d), false);
+        Ok(())
+    }
+
+    pub fn kv_append(qkv: &CpuTensor, cache: &CpuTensor, pos: usize) -> Result<()> {
+        let d = check_decode(1, pos, &cache.shape, &qkv.shape, 3, "kv_append")?;
+        let at = pos * 3 * d.c;
+        let src = qkv.data.borrow();
+        cache.data.borrow_mut()[at..at + src.len()].copy_from_slice(&src);
+        Ok(())
+    }
 
     pub fn attention(s: AttnShape, qkv: &CpuTensor, out: &CpuTensor, p: &CpuTensor) -> Result<()> {
         check(s, &qkv.shape, &out.shape, &p.shape)?;
@@ -179,7 +292,39 @@ pub mod cpu {
 }
 
 pub mod reference {
-    use super::AttnShape;
+    use super::{AttnShape, DecodeShape};
+
+    /// KV-cache attention: out [n,C] for positions pos..pos+n, each against the cached qkv rows
+    /// [T,3C] up to and including itself (the rows of [`attention_fwd`] at those positions).
+    pub fn attention_decode(cache: &[f64], d: DecodeShape) -> Vec<f64> {
+        let DecodeShape { c, nh, pos, n, .. } = d;
+        let hs = c / nh;
+        let c3 = 3 * c;
+        let scale = 1.0 / (hs as f64).sqrt();
+        let mut out = vec![0.0; n * c];
+        for i in 0..n {
+            let qp = pos + i;
+            for h in 0..nh {
+                let q = qp * c3 + h * hs;
+                let scores: Vec<f64> = (0..=qp)
+                    .map(|t2| {
+                        let k = t2 * c3 + c + h * hs;
+                        (0..hs).map(|e| cache[q + e] * cache[k + e]).sum::<f64>() * scale
+                    })
+                    .collect();
+                let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = scores.iter().map(|v| (v - mx).exp()).sum();
+                for e in 0..hs {
+                    out[i * c + h * hs + e] = scores
+                        .iter()
+                        .enumerate()
+                        .map(|(t2, sc)| (sc - mx).exp() / sum * cache[t2 * c3 + 2 * c + h * hs + e])
+                        .sum();
+                }
+            }
+        }
+        out
+    }
 
     /// Causal attention forward: qkv [B,T,3C] → (out [B,T,C], P [B,NH,T,T]).
     pub fn attention_fwd(qkv: &[f64], s: AttnShape) -> (Vec<f64>, Vec<f64>) {

@@ -17,15 +17,87 @@ pub struct EmbeddingParams {
     pub v: u32,
     /// Non-zero: accumulate into the output.
     pub acc: u32,
-    pub _pad: [u32; 3],
+    /// First position (`embed_at`, the KV-cache path).
+    pub pos: u32,
+    pub _pad: [u32; 2],
 }
 
 pub const EMBED_FWD: Kernel = kernel!("embedding", "embed_fwd", EmbeddingParams);
 pub const EMBED_BWD_WTE: Kernel = kernel!("embedding", "embed_bwd_wte", EmbeddingParams);
 pub const EMBED_BWD_WPE: Kernel = kernel!("embedding", "embed_bwd_wpe", EmbeddingParams);
+pub const EMBED_AT: Kernel = kernel!("embedding", "embed_at", EmbeddingParams);
 
 /// Every kernel this op can dispatch.
-pub const KERNELS: &[&Kernel] = &[&EMBED_FWD, &EMBED_BWD_WTE, &EMBED_BWD_WPE];
+pub const KERNELS: &[&Kernel] = &[&EMBED_FWD, &EMBED_BWD_WTE, &EMBED_BWD_WPE, &EMBED_AT];
+
+/// Embedding at positions pos..pos+n: tokens [n], wte [V,C], wpe [≥pos+n, C], out [n,C].
+/// Returns (n, C, V).
+pub fn check_at(
+    tokens: &[usize],
+    wte: &[usize],
+    wpe: &[usize],
+    out: &[usize],
+    pos: usize,
+) -> Result<(usize, usize, usize)> {
+    let n = numel(tokens);
+    ensure!(n > 0, "embedding_at: no tokens");
+    ensure!(
+        wte.len() == 2 && wpe.len() == 2 && wpe[1] == wte[1],
+        "embedding_at: wte {wte:?} and wpe {wpe:?} must be [V, C] and [T, C]"
+    );
+    let (v, c) = (wte[0], wte[1]);
+    ensure!(
+        pos + n <= wpe[0],
+        "embedding_at: positions {pos}..{} are past the {} positions of wpe (the context)",
+        pos + n,
+        wpe[0]
+    );
+    ensure!(
+        numel(out) == n * c,
+        "embedding_at: out {out:?} should hold [{n}, {c}]"
+    );
+    Ok((n, c, v))
+}
+
+/// Embedding of `n` tokens [n] at positions pos..pos+n (the KV-cache path):
+/// out[i,:] = wte[tok[i]] + wpe[pos+i]. Token ids ≥ V produce NaN rows.
+pub fn embedding_at(
+    b: &mut Batch,
+    tokens: &Tensor,
+    wte: &Tensor,
+    wpe: &Tensor,
+    out: &Tensor,
+    pos: usize,
+) -> Result<()> {
+    ensure!(
+        tokens.dtype == DType::U32,
+        "embedding_at: tokens must be u32, are {:?}",
+        tokens.dtype
+    );
+    let (n, c, v) = check_at(&tokens.shape, &wte.shape, &wpe.shape, &out.shape, pos)?;
+    for (x, what) in [
+        (wte, "embedding_at wte"),
+        (wpe, "embedding_at wpe"),
+        (out, "embedding_at out"),
+    ] {
+        f32t(x, what)?;
+    }
+    distinct(&[tokens, wte, wpe, out], "embedding_at")?;
+    let p = EmbeddingParams {
+        b: 1,
+        t: u(n),
+        c: u(c),
+        v: u(v),
+        pos: u(pos),
+        ..Default::default()
+    };
+    b.dispatch(
+        &EMBED_AT,
+        &p,
+        &[("ids", tokens), ("ta", wte), ("tb", wpe), ("out", out)],
+        n * c,
+    )
+}
 
 /// Positions of each token id, for the deterministic embedding-gradient gather: the positions
 /// holding token v are `positions[offsets[v]..offsets[v+1]]`, ascending.
@@ -218,8 +290,24 @@ pub fn embedding_bwd(
 
 pub mod cpu {
     use super::super::CpuTensor;
-    use super::{EmbeddingIndex, check, check_bwd, reference as r};
+    use super::{EmbeddingIndex, check, check_at, check_bwd, reference as r};
     use anyhow::Result;
+
+    pub fn embedding_at(
+        tokens: &CpuTensor,
+        wte: &CpuTensor,
+        wpe: &CpuTensor,
+        out: &CpuTensor,
+        pos: usize,
+    ) -> Result<()> {
+        let (_, c, v) = check_at(&tokens.shape, &wte.shape, &wpe.shape, &out.shape, pos)?;
+        EmbeddingIndex::build(&tokens.ids, v)?;
+        out.put(
+            &r::embedding_at(&tokens.ids, &wte.get(), &wpe.get(), pos, c),
+            false,
+        );
+        Ok(())
+    }
 
     pub fn embedding(
         tokens: &CpuTensor,
@@ -254,6 +342,23 @@ pub mod cpu {
 }
 
 pub mod reference {
+    /// out[i,:] = wte[tok[i],:] + wpe[pos+i,:] (the KV-cache path's embedding).
+    pub fn embedding_at(
+        tokens: &[u32],
+        wte: &[f64],
+        wpe: &[f64],
+        pos: usize,
+        c: usize,
+    ) -> Vec<f64> {
+        let mut out = vec![0.0; tokens.len() * c];
+        for (i, &tok) in tokens.iter().enumerate() {
+            for ci in 0..c {
+                out[i * c + ci] = wte[tok as usize * c + ci] + wpe[(pos + i) * c + ci];
+            }
+        }
+        out
+    }
+
     /// out[b,t,:] = wte[tok[b,t],:] + wpe[t,:]. Panics on a token ≥ V (callers validate).
     pub fn embedding_fwd(
         tokens: &[u32],

@@ -20,7 +20,7 @@ pub mod optim;
 pub mod quant;
 
 pub use super::pipelines::{Kernel, kernel_sources};
-pub use attention::AttnShape;
+pub use attention::{AttnShape, DecodeShape};
 pub use embedding::{EmbeddingIndex, EmbeddingIndexGpu};
 pub use optim::AdamW;
 
@@ -292,6 +292,11 @@ ops! {
             ds: &Self::T,
             dqkv: &Self::T,
         ) => attention;
+        /// KV-cache attention of the new positions pos.. (rows of `out` [n,C]) against the
+        /// cache [T,3C].
+        fn attention_decode(&mut self, nh: usize, pos: usize, cache: &Self::T, out: &Self::T) => attention;
+        /// Writes qkv rows [n,3C] into the cache [T,3C] at positions pos..pos+n.
+        fn kv_append(&mut self, qkv: &Self::T, cache: &Self::T, pos: usize) => attention;
         fn gelu(&mut self, x: &Self::T, y: &Self::T) => elementwise;
         fn gelu_bwd(&mut self, x: &Self::T, dy: &Self::T, dx: &Self::T, acc: bool) => elementwise;
         fn add(&mut self, a: &Self::T, b: &Self::T, y: &Self::T) => elementwise;
@@ -302,6 +307,15 @@ ops! {
             wte: &Self::T,
             wpe: &Self::T,
             out: &Self::T,
+        ) => embedding;
+        /// Embedding of tokens [n] at positions pos..pos+n.
+        fn embedding_at(
+            &mut self,
+            tokens: &Self::T,
+            wte: &Self::T,
+            wpe: &Self::T,
+            out: &Self::T,
+            pos: usize,
         ) => embedding;
         fn embedding_bwd(
             &mut self,
