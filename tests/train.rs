@@ -183,7 +183,7 @@ fn the_model_end_trains_exports_and_its_loss_falls() {
 #[test]
 fn a_killed_training_run_resumes_and_ends_bit_identical_in_another_store() {
     let reference = Proj::with_pipeline(&pipeline(40, ""));
-    reference.build(&["train"]);
+    reference.build(&["hf"]);
 
     let p = Proj::with_pipeline(&pipeline(40, ""));
     p.build(&["packed", "init"]);
@@ -213,7 +213,7 @@ fn a_killed_training_run_resumes_and_ends_bit_identical_in_another_store() {
         .unwrap()
         .to_string();
     assert!(train.contains("it resumes from there"), "{train}");
-    let b = p.build(&["train"]);
+    let b = p.build(&["hf"]);
     assert_eq!(b["train"], "built");
     let log = log_lines(&p);
     let resumed = log.last().unwrap()["resumed_from"].as_u64().unwrap();
@@ -231,10 +231,18 @@ fn a_killed_training_run_resumes_and_ends_bit_identical_in_another_store() {
             "{f} differs from the uninterrupted run"
         );
     }
-    assert_eq!(
-        out(&p, "init", "model.safetensors"),
-        out(&reference, "init", "model.safetensors")
-    );
+    for (node, f) in [
+        ("init", "model.safetensors"),
+        ("init", "config.json"),
+        ("hf", "model.safetensors"),
+        ("hf", "config.json"),
+        ("hf", "tokenizer.json"),
+    ] {
+        assert!(
+            out(&p, node, f) == out(&reference, node, f),
+            "{node}/{f} differs between the two stores"
+        );
+    }
     // Same artifacts, so the same content: dependents would not rebuild.
     let content = |p: &Proj| {
         let key = p.read("cache/refs/train");
@@ -249,6 +257,32 @@ fn a_killed_training_run_resumes_and_ends_bit_identical_in_another_store() {
             .iter()
             .all(|f| f.extension().is_some_and(|e| e == "lock"))
     );
+}
+
+#[test]
+fn init_and_train_outputs_load_back_into_the_model_code_with_equal_bytes() {
+    use pai::model::{GptConfig, Weights};
+    let p = Proj::with_pipeline(&pipeline(4, ""));
+    p.build(&["train"]);
+    for node in ["init", "train"] {
+        let cfg: Value = serde_json::from_slice(&out(&p, node, "config.json")).unwrap();
+        let cfg = GptConfig::from_hf_config(&cfg).unwrap();
+        assert_eq!(
+            (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.context),
+            (1, 2, 32, 8)
+        );
+        let bytes = out(&p, node, "model.safetensors");
+        let w = Weights::from_safetensors(&cfg, &bytes).unwrap();
+        assert_eq!(w.to_safetensors().unwrap(), bytes, "{node}");
+    }
+    let cfg = GptConfig::from_hf_config(
+        &serde_json::from_slice(&out(&p, "train", "config.json")).unwrap(),
+    )
+    .unwrap();
+    let opt = out(&p, "train", "optimizer.safetensors");
+    let state = pai::model::opt_from_safetensors(&cfg, &opt).unwrap();
+    assert_eq!(state.step, 4);
+    assert_eq!(pai::model::opt_to_safetensors(&cfg, &state).unwrap(), opt);
 }
 
 #[test]

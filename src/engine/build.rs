@@ -638,3 +638,49 @@ pub fn content_hash(outputs: &[RecOutput]) -> String {
             .map(|o| (o.name.as_str(), o.hash.as_str())),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ran_on(kernels: &[&str]) -> RanOn {
+        RanOn {
+            adapter: "test".into(),
+            backend: "Vulkan".into(),
+            device_type: "Cpu".into(),
+            driver: String::new(),
+            kernels: kernels.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_node_that_dispatches_a_kernel_its_kind_does_not_declare_fails() {
+        let text = "[nodes.corpus]\nkind = \"source\"\npath = \"c\"\n\
+                    [nodes.tokenizer]\nkind = \"bpe-tokenizer\"\ninputs = [\"corpus\"]\n\
+                    [nodes.init]\nkind = \"gpt-init\"\ninputs = [\"tokenizer\"]\n\
+                    [nodes.q]\nkind = \"quantize\"\ninputs = [\"t\", \"tokenizer\"]\n\
+                    [nodes.tokens]\nkind = \"tokenize\"\ninputs = [\"corpus\", \"tokenizer\"]\n\
+                    [nodes.packed]\nkind = \"pack\"\ninputs = [\"tokens\"]\n\
+                    [nodes.t]\nkind = \"train\"\ninputs = [\"init\", \"packed\"]\n";
+        let p = crate::spec::parse(Path::new("Pipeline.toml"), text.into()).unwrap();
+        let train = &p.nodes[p.get("t").unwrap()];
+        let quant = &p.nodes[p.get("q").unwrap()];
+        // What training dispatches is declared; what quantization dispatches is not.
+        let adamw = "optim::adamw".to_string();
+        assert!(train.step.kernel_names().contains(&adamw));
+        assert!(undeclared_kernels(train, Some(&ran_on(&["optim::adamw"]))).is_ok());
+        let q4 = quant
+            .step
+            .kernel_names()
+            .into_iter()
+            .find(|k| k.starts_with("quant::"))
+            .unwrap();
+        let e = undeclared_kernels(train, Some(&ran_on(&["optim::adamw", &q4])))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&q4) && e.contains("does not declare"), "{e}");
+        assert!(undeclared_kernels(quant, Some(&ran_on(&["optim::adamw"]))).is_err());
+        // A node that opened no device has nothing to check.
+        assert!(undeclared_kernels(train, None).is_ok());
+    }
+}
