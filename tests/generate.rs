@@ -8,47 +8,11 @@ use std::sync::OnceLock;
 use common::*;
 use serde_json::Value;
 
-const PIPELINE: &str = r#"
+/// The minute model (context 16), its export, its two quantized files and their evaluation.
+fn pipeline() -> String {
+    let more = r#"
 [pipeline]
 default = "final-4bit"
-
-[nodes.corpus]
-kind = "source"
-path = "corpus"
-include = ["**/*.md"]
-
-[nodes.tokenizer]
-kind = "bpe-tokenizer"
-inputs = ["corpus"]
-vocab_size = 300
-
-[nodes.tokens]
-kind = "tokenize"
-inputs = ["corpus", "tokenizer"]
-
-[nodes.packed]
-kind = "pack"
-inputs = ["tokens"]
-context = 16
-val_fraction = 0.2
-
-[nodes.init]
-kind = "gpt-init"
-inputs = ["tokenizer"]
-n_layer = 1
-n_head = 2
-n_embd = 32
-context = 16
-
-[nodes.train]
-kind = "train"
-inputs = ["init", "packed"]
-steps = 16
-batch = 4
-lr = 3e-3
-warmup = 2
-eval_every = 8
-val_rows = 8
 
 [nodes.hf]
 kind = "export"
@@ -69,12 +33,14 @@ kind = "evaluate"
 inputs = ["train", "final-8bit", "final-4bit", "packed"]
 rows = 8
 "#;
+    model_pipeline(16, 1, 32, 16, "eval_every = 8", more)
+}
 
 /// One built project shared by the tests of this file (training it once is the slow part).
 fn built() -> &'static Proj {
     static P: OnceLock<Proj> = OnceLock::new();
     P.get_or_init(|| {
-        let p = Proj::with_pipeline(PIPELINE);
+        let p = Proj::with_pipeline(&pipeline());
         p.build(&["eval", "hf"]);
         p
     })
@@ -158,7 +124,7 @@ fn the_fp32_loss_equals_the_train_nodes_and_quantized_losses_stay_close() {
 
 #[test]
 fn evaluate_refuses_inputs_that_are_not_models_or_a_second_pack() {
-    let p = Proj::with_pipeline(&PIPELINE.replace(
+    let p = Proj::with_pipeline(&pipeline().replace(
         r#"inputs = ["train", "final-8bit", "final-4bit", "packed"]"#,
         r#"inputs = ["train", "tokens", "packed"]"#,
     ));
@@ -169,7 +135,7 @@ fn evaluate_refuses_inputs_that_are_not_models_or_a_second_pack() {
         "{}",
         stderr(&o)
     );
-    let p = Proj::with_pipeline(&PIPELINE.replace(
+    let p = Proj::with_pipeline(&pipeline().replace(
         r#"inputs = ["train", "final-8bit", "final-4bit", "packed"]"#,
         r#"inputs = ["train"]"#,
     ));
@@ -263,7 +229,7 @@ fn an_empty_prompt_starts_from_end_of_text_and_stops_at_the_context() {
 
 #[test]
 fn generating_from_an_unbuilt_node_says_how_to_build_it() {
-    let p = Proj::with_pipeline(PIPELINE);
+    let p = Proj::with_pipeline(&pipeline());
     let (_, err, code) = generate(&p, &["--model", "final-8bit", "hi"]);
     assert_eq!(code, 1);
     assert!(

@@ -22,48 +22,9 @@ const FORMATS: [(&str, Format); 4] = [
     ("final-f32", Format::F32),
 ];
 
-/// tests/train.rs's minute model on the generated corpus, with a quantize node per format.
-fn pipeline(n_embd: u32) -> String {
-    format!(
-        r#"
-[nodes.corpus]
-kind = "source"
-path = "corpus"
-include = ["**/*.md"]
-
-[nodes.tokenizer]
-kind = "bpe-tokenizer"
-inputs = ["corpus"]
-vocab_size = 300
-
-[nodes.tokens]
-kind = "tokenize"
-inputs = ["corpus", "tokenizer"]
-
-[nodes.packed]
-kind = "pack"
-inputs = ["tokens"]
-context = 16
-val_fraction = 0.2
-
-[nodes.init]
-kind = "gpt-init"
-inputs = ["tokenizer"]
-n_layer = 2
-n_head = 2
-n_embd = {n_embd}
-context = 16
-
-[nodes.train]
-kind = "train"
-inputs = ["init", "packed"]
-steps = 6
-batch = 4
-lr = 3e-3
-warmup = 2
-eval_every = 3
-val_rows = 8
-
+/// The minute model (2 layers, context 16) with a quantize node per format.
+fn pipeline(n_embd: usize) -> String {
+    let quantized = r#"
 [nodes.final-4bit]
 kind = "quantize"
 inputs = ["train", "tokenizer"]
@@ -84,8 +45,8 @@ kind = "quantize"
 inputs = ["train", "tokenizer"]
 format = "f32"
 weights = "final"
-"#
-    )
+"#;
+    model_pipeline(16, 2, n_embd, 6, "eval_every = 3", quantized)
 }
 
 /// One project, built once for every test of this file.

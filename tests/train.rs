@@ -10,34 +10,15 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// The data funnel of the common test pipeline (context 8), then a minute model.
-fn pipeline(steps: u32, extra_train: &str) -> String {
-    format!(
-        r#"{PIPELINE}
-[nodes.init]
-kind = "gpt-init"
-inputs = ["tokenizer"]
-n_layer = 1
-n_head = 2
-n_embd = 32
-context = 8
-
-[nodes.train]
-kind = "train"
-inputs = ["init", "packed"]
-steps = {steps}
-batch = 4
-lr = 3e-3
-warmup = 2
-eval_every = 4
-val_rows = 8
-checkpoint_every = 4
-{extra_train}
-
-[nodes.hf]
-kind = "export"
-inputs = ["train", "tokenizer"]
-"#
+/// The minute model (context 8), evaluated and checkpointed every 4 steps, and its export.
+fn pipeline(steps: usize, extra_train: &str) -> String {
+    model_pipeline(
+        8,
+        1,
+        32,
+        steps,
+        &format!("eval_every = 4\ncheckpoint_every = 4\n{extra_train}"),
+        "\n[nodes.hf]\nkind = \"export\"\ninputs = [\"train\", \"tokenizer\"]\n",
     )
 }
 

@@ -56,6 +56,60 @@ run = "cat $PAI_IN_NOTES/*.txt | wc -c > $PAI_OUT/count.txt"
 outputs = ["count.txt"]
 "#;
 
+/// A minute GPT-2 on the generated corpus: the data funnel (vocabulary 300, rows of
+/// `context`), `init` (`n_layer` layers, 2 heads, `n_embd` channels) and `train` (`steps`
+/// steps of 4 rows; `train_extra` adds keys to it), then `more` (further nodes).
+pub fn model_pipeline(
+    context: usize,
+    n_layer: usize,
+    n_embd: usize,
+    steps: usize,
+    train_extra: &str,
+    more: &str,
+) -> String {
+    format!(
+        r#"
+[nodes.corpus]
+kind = "source"
+path = "corpus"
+include = ["**/*.md"]
+
+[nodes.tokenizer]
+kind = "bpe-tokenizer"
+inputs = ["corpus"]
+vocab_size = 300
+
+[nodes.tokens]
+kind = "tokenize"
+inputs = ["corpus", "tokenizer"]
+
+[nodes.packed]
+kind = "pack"
+inputs = ["tokens"]
+context = {context}
+val_fraction = 0.2
+
+[nodes.init]
+kind = "gpt-init"
+inputs = ["tokenizer"]
+n_layer = {n_layer}
+n_head = 2
+n_embd = {n_embd}
+context = {context}
+
+[nodes.train]
+kind = "train"
+inputs = ["init", "packed"]
+steps = {steps}
+batch = 4
+lr = 3e-3
+warmup = 2
+val_rows = 8
+{train_extra}
+{more}"#
+    )
+}
+
 pub struct Proj {
     pub tmp: tempfile::TempDir,
 }
