@@ -38,6 +38,7 @@ pub fn loss_svg(train: &[(u64, f64)], val: &[(u64, f64)], baseline: Option<f64>)
             .map_err(|e| err(&e))?;
         let blue = RGBColor(31, 119, 180);
         let red = RGBColor(214, 39, 40);
+        let grey = RGBColor(110, 110, 110);
         chart
             .draw_series(LineSeries::new(train.iter().copied(), blue))
             .map_err(|e| err(&e))?
@@ -55,13 +56,16 @@ pub fn loss_svg(train: &[(u64, f64)], val: &[(u64, f64)], baseline: Option<f64>)
         }
         if let Some(b) = baseline {
             chart
-                .draw_series(LineSeries::new([(0, b), (last, b)], BLACK.mix(0.5)))
+                .draw_series(LineSeries::new([(0, b), (last, b)], grey.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label("unigram baseline (validation)")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.5)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
             .border_style(BLACK)
             .background_style(WHITE.mix(0.8))
             .draw()
