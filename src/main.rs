@@ -428,6 +428,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Du => {
+            require_project(cli)?;
             let project = open(cli)?;
             let r = engine::du(&project)?;
             if cli.json {
@@ -762,7 +763,36 @@ fn generate(
 
 /// The store of the project folder, for commands that need no pipeline file.
 fn store_for(cli: &Cli) -> Result<pai::store::Store> {
+    require_project(cli)?;
     Ok(engine::store_at(&project_dir(cli), cli.file.as_deref()))
+}
+
+/// Refuses a folder that is not a project (no pipeline file) before
+/// anything is created there: `pai -C typo gc` must not make `typo/cache`.
+fn require_project(cli: &Cli) -> Result<()> {
+    let dir = project_dir(cli);
+    let file = engine::pipeline_path(&dir, cli.file.as_deref());
+    if !dir.is_dir() {
+        return Err(UsageError(format!(
+            "{}: no such folder; give a project folder (one with a {}) with -C DIR",
+            dir.display(),
+            cli.file
+                .as_deref()
+                .unwrap_or(Path::new("Pipeline.toml"))
+                .display()
+        ))
+        .into());
+    }
+    if !file.is_file() {
+        return Err(UsageError(format!(
+            "{} is not a pai project: no pipeline file {}; run pai in a folder with a \
+             Pipeline.toml, or give one with -C DIR or -f FILE",
+            absolute(&dir).display(),
+            file.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {

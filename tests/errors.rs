@@ -275,3 +275,33 @@ fn an_output_name_starting_with_a_dot_is_refused() {
     );
     fails_with(&p, &["build"], 2, &["no part starting with `.`"]);
 }
+
+#[test]
+fn store_commands_refuse_a_folder_without_a_pipeline_file_and_create_nothing() {
+    let p = Proj::new();
+    let missing = p.path("nope");
+    let empty = p.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for cmd in ["gc", "verify", "du"] {
+        for dir in [&missing, &empty] {
+            let out = std::process::Command::new(BIN)
+                .arg("-C")
+                .arg(dir)
+                .arg(cmd)
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{cmd} in {}: {err}",
+                dir.display()
+            );
+            assert!(err.contains(&*dir.to_string_lossy()), "{err}");
+            assert!(err.contains("Pipeline.toml"), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
