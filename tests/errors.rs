@@ -276,6 +276,68 @@ fn an_output_name_starting_with_a_dot_is_refused() {
     fails_with(&p, &["build"], 2, &["no part starting with `.`"]);
 }
 
+fn readonly(p: &std::path::Path) -> bool {
+    std::fs::metadata(p).unwrap().permissions().readonly()
+}
+
+#[test]
+fn a_command_that_hard_links_a_user_file_into_its_output_leaves_that_file_alone() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"ln notes/a.txt $PAI_OUT/a.txt\"\noutputs = [\"a.txt\"]\n",
+    );
+    p.build(&[]);
+    use std::os::unix::fs::MetadataExt;
+    let user = std::fs::metadata(p.path("notes/a.txt")).unwrap();
+    let out = std::fs::metadata(p.path("cache/out/c/a.txt")).unwrap();
+    assert!(
+        !user.permissions().readonly(),
+        "the user's file was made read-only"
+    );
+    assert_eq!(user.nlink(), 1, "the user's file shares its inode");
+    assert_ne!(user.ino(), out.ino());
+    assert_eq!(p.read("cache/out/c/a.txt"), "alpha\n");
+    // Editing the user's file does not change the store.
+    p.write("notes/a.txt", "edited\n");
+    assert_eq!(p.read("cache/out/c/a.txt"), "alpha\n");
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn an_output_that_is_a_symbolic_link_is_refused_by_name() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"ln -s \\\"$PWD/notes/a.txt\\\" $PAI_OUT/x\"\noutputs = [\"x\"]\n",
+    );
+    fails_with(&p, &["build"], 1, &["`x`", "symbolic link", "cp -L"]);
+    assert!(objects(p.dir()).is_empty());
+    assert!(!readonly(&p.path("notes/a.txt")));
+    assert_eq!(p.read("notes/a.txt"), "alpha\n");
+}
+
+#[test]
+fn cleanup_follows_no_symbolic_link_a_command_left_in_tmp() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\n\
+         run = \"echo x > $PAI_OUT/x; ln -s \\\"$PWD/keep\\\" $PAI_OUT/../dir-link; ln -s \\\"$PWD/keep/ro.txt\\\" $PAI_OUT/../file-link\"\n\
+         outputs = [\"x\"]\n",
+    );
+    p.write("keep/ro.txt", "mine\n");
+    let ro = p.path("keep/ro.txt");
+    let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+    perm.set_readonly(true);
+    std::fs::set_permissions(&ro, perm).unwrap();
+    p.build(&[]);
+    let out = p.run(&["gc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(readonly(&ro), "gc made a file outside the store writable");
+    assert_eq!(p.read("keep/ro.txt"), "mine\n");
+    assert!(!p.path("cache/tmp/dir-link").exists());
+    assert!(std::fs::symlink_metadata(p.path("cache/tmp/file-link")).is_err());
+    // The next build's cleanup too.
+    p.build(&[]);
+    assert!(readonly(&ro));
+}
+
 #[test]
 fn store_commands_refuse_a_folder_without_a_pipeline_file_and_create_nothing() {
     let p = Proj::new();

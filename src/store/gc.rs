@@ -12,7 +12,7 @@ use std::fs;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Record, Retention, Store, make_writable};
+use super::{Record, Retention, Store};
 
 pub struct GcOptions {
     pub dry_run: bool,
@@ -199,7 +199,7 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().to_string();
                     if !name.starts_with('.') && view.read_ref(&name).is_none() {
-                        fs::remove_dir_all(e.path()).ok();
+                        super::remove_entry(&e.path()).ok();
                     }
                 }
             }
@@ -219,8 +219,7 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         report.deleted_objects += 1;
         report.freed_bytes += bytes;
         if !opts.dry_run {
-            make_writable(&path);
-            fs::remove_file(&path).ok();
+            super::remove_entry(&path).ok();
             if let Some(parent) = path.parent() {
                 fs::remove_dir(parent).ok(); // only if empty
             }

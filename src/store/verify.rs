@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::gc::roots;
-use super::{Store, hash_file, make_writable};
+use super::{Store, hash_file, remove_entry};
 
 #[derive(Serialize, Debug, Default)]
 pub struct VerifyReport {
@@ -49,8 +49,7 @@ pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
         if !ok {
             report.corrupt_objects.push(hash);
             if repair {
-                make_writable(&path);
-                fs::remove_file(&path).ok();
+                remove_entry(&path).ok();
             }
         }
     }
@@ -84,7 +83,7 @@ pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
                 // Its out/ links share the corrupt inodes: drop them so no one
                 // reads them; the next build rebuilds the node.
                 if broken && repair {
-                    fs::remove_dir_all(view.out_dir(&node)).ok();
+                    remove_entry(&view.out_dir(&node)).ok();
                 }
             }
         }
