@@ -550,11 +550,19 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     r.objects_checked,
                     report::size(r.bytes_checked)
                 );
+                // "(deleted)" only where the delete worked.
+                let fate = |path: &str| {
+                    if !*repair {
+                        ""
+                    } else if r.repair_failed.iter().any(|f| f.starts_with(path)) {
+                        " (NOT deleted: see below)"
+                    } else {
+                        " (deleted)"
+                    }
+                };
                 for h in &r.corrupt_objects {
-                    println!(
-                        "corrupt object {h}{}",
-                        if *repair { " (deleted)" } else { "" }
-                    );
+                    let path = store.object_path(h).display().to_string();
+                    println!("corrupt object {h}{}", fate(&path));
                 }
                 for h in &r.missing_objects {
                     println!(
@@ -562,21 +570,29 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     );
                 }
                 for p in &r.bad_records {
-                    println!(
-                        "unreadable record {p}{}",
-                        if *repair { " (deleted)" } else { "" }
-                    );
+                    println!("unreadable record {p}{}", fate(p));
                 }
                 for n in &r.dangling_refs {
                     println!("ref of `{n}` names a missing record (`pai build` rebuilds it)");
                 }
-                if r.clean() {
+                for f in &r.repair_failed {
+                    println!("could not repair {f}");
+                }
+                if *repair && !r.repair_ok() {
+                    println!(
+                        "the repair is incomplete: fix the permissions of what is named above \
+                         and run `pai verify --repair` again"
+                    );
+                } else if r.clean() {
                     println!("the store is valid");
                 } else if !repair {
                     println!(
                         "run `pai verify --repair` to drop what is broken; the next build rebuilds it"
                     );
                 }
+            }
+            if *repair && !r.repair_ok() {
+                return Ok(ExitCode::from(1));
             }
             Ok(if r.clean() || *repair {
                 ExitCode::SUCCESS

@@ -280,6 +280,64 @@ fn readonly(p: &std::path::Path) -> bool {
     std::fs::metadata(p).unwrap().permissions().readonly()
 }
 
+/// Sets a file writable, writes `bytes` in place (same inode), sets it back.
+fn overwrite_in_place(p: &std::path::Path, bytes: &[u8]) {
+    let mut perm = std::fs::metadata(p).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(p, perm.clone()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+    perm.set_readonly(true);
+    std::fs::set_permissions(p, perm).unwrap();
+}
+
+#[test]
+fn a_damaged_object_of_the_right_size_is_replaced_when_a_node_writes_its_bytes_again() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"echo constant > $PAI_OUT/x\"\noutputs = [\"x\"]\n",
+    );
+    p.build(&[]);
+    // Flip one byte of the stored object: same size, wrong bytes.
+    overwrite_in_place(&p.path("cache/out/c/x"), b"constanT\n");
+    // A new key that writes the same bytes must not adopt the damaged object.
+    p.write(
+        "Pipeline.toml",
+        "[nodes.c]\nkind = \"command\"\nrun = \"echo constant > $PAI_OUT/x; true\"\noutputs = [\"x\"]\n",
+    );
+    assert_eq!(p.build(&[])["c"], "built");
+    assert_eq!(p.read("cache/out/c/x"), "constant\n");
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn verify_repair_that_cannot_delete_says_so_and_fails() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"echo constant > $PAI_OUT/x\"\noutputs = [\"x\"]\n",
+    );
+    p.build(&[]);
+    overwrite_in_place(&p.path("cache/out/c/x"), b"constanT\n");
+    let obj = objects(p.dir()).pop().unwrap();
+    let shard = obj.parent().unwrap().to_path_buf();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Whoever may delete in a read-only folder (root) cannot see the failure.
+    let privileged = std::fs::write(shard.join("probe"), b"").is_ok();
+    if privileged {
+        std::fs::remove_file(shard.join("probe")).ok();
+        std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o755)).unwrap();
+        eprintln!("skipped: running with the privilege to delete in a read-only folder");
+        return;
+    }
+    let out = p.run(&["verify", "--repair"]);
+    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("(deleted)"), "{stdout}");
+    assert!(stdout.contains("could not repair"), "{stdout}");
+    assert!(obj.exists());
+}
+
 #[test]
 fn a_command_that_hard_links_a_user_file_into_its_output_leaves_that_file_alone() {
     let p = Proj::with_pipeline(

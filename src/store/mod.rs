@@ -130,20 +130,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// BLAKE3 of a file, parallel for large files.
+/// BLAKE3 of a file, parallel for large files. Reads, never maps: a file
+/// truncated while it is hashed is an error, not a SIGBUS.
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    use std::io::Read;
+    let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
     let mut h = blake3::Hasher::new();
-    if meta.len() >= 64 << 20 {
-        h.update_mmap_rayon(path)
-            .with_context(|| format!("hashing {}", path.display()))?;
-    } else if meta.len() >= 1 << 20 {
-        h.update_mmap(path)
-            .with_context(|| format!("hashing {}", path.display()))?;
-    } else {
-        h.update(&fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+    let parallel = len >= 4 << 20;
+    let mut buf = vec![0u8; if parallel { 8 << 20 } else { 256 << 10 }.min(len as usize + 1)];
+    let mut total = 0u64;
+    loop {
+        // Fill the buffer (a short read is not the end).
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if parallel {
+            h.update_rayon(&buf[..n]);
+        } else {
+            h.update(&buf[..n]);
+        }
+        total += n as u64;
+        if n < buf.len() {
+            break;
+        }
     }
-    Ok((h.finalize().to_hex().to_string(), meta.len()))
+    Ok((h.finalize().to_hex().to_string(), total))
 }
 
 /// BLAKE3 of (name, hash) pairs in order: a node's content, a source's listing.
@@ -234,8 +258,8 @@ impl Store {
     }
 
     /// Moves a finished file into the store under its hash and makes it
-    /// read-only. An identical object already there is kept. Objects are
-    /// pai's own inodes: a
+    /// read-only. An object already there is kept only if its bytes hash to
+    /// its name; a damaged one is replaced. Objects are pai's own inodes: a
     /// file with other links (a command hard-linked a user's file into
     /// `$PAI_OUT`) is copied, never renamed, so the user's file is untouched.
     /// Anything but a regular file (a symbolic link, a FIFO) is refused.
@@ -266,9 +290,21 @@ impl Store {
         };
         let (hash, bytes) = hash_file(src)?;
         let dst = self.object_path(&hash);
-        if self.has_object(&hash, bytes) {
-            fs::remove_file(src).ok();
-            return Ok((hash, bytes));
+        if fs::symlink_metadata(&dst).is_ok() {
+            let intact = fs::symlink_metadata(&dst).is_ok_and(|m| m.file_type().is_file())
+                && hash_file(&dst).is_ok_and(|(h, n)| h == hash && n == bytes);
+            if intact {
+                fs::remove_file(src).ok();
+                return Ok((hash, bytes));
+            }
+            // Damaged (or not a file): replaced by the bytes just written.
+            make_writable(&dst);
+            if fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+                fs::remove_dir_all(&dst)
+            } else {
+                fs::remove_file(&dst)
+            }
+            .with_context(|| format!("removing the damaged object {}", dst.display()))?;
         }
         fs::create_dir_all(dst.parent().context("object path")?)?;
         let mut perm = fs::metadata(src)?.permissions();
@@ -518,6 +554,19 @@ pub fn dir_size(p: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_file_reads_any_size_to_the_same_hash_as_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 255 << 10, (256 << 10) + 7, (9 << 20) + 3] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let p = dir.path().join(format!("f{len}"));
+            fs::write(&p, &bytes).unwrap();
+            let (h, n) = hash_file(&p).unwrap();
+            assert_eq!(n, len as u64);
+            assert_eq!(h, blake3::hash(&bytes).to_hex().to_string(), "{len} bytes");
+        }
+    }
 
     #[test]
     fn make_writable_and_remove_entry_follow_no_link() {

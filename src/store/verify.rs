@@ -1,12 +1,12 @@
 //! `pai verify`: re-hashes every object and checks records and refs.
 
-use std::fs;
-
 use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use super::gc::roots;
+#[cfg(test)]
+use super::make_writable;
 use super::{Store, hash_file, remove_entry};
 
 #[derive(Serialize, Debug, Default)]
@@ -22,6 +22,8 @@ pub struct VerifyReport {
     /// Refs whose record is missing or unreadable.
     pub dangling_refs: Vec<String>,
     pub repaired: bool,
+    /// With `--repair`: what could not be removed, and why.
+    pub repair_failed: Vec<String>,
 }
 
 impl VerifyReport {
@@ -31,9 +33,23 @@ impl VerifyReport {
             && self.bad_records.is_empty()
             && self.dangling_refs.is_empty()
     }
+
+    /// Whether `--repair` removed everything it reported.
+    pub fn repair_ok(&self) -> bool {
+        self.repair_failed.is_empty()
+    }
 }
 
 pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
+    verify_with(store, repair, &|p| remove_entry(p))
+}
+
+/// [`verify`] with the way `--repair` deletes (tests make it fail).
+pub fn verify_with(
+    store: &Store,
+    repair: bool,
+    remove: &dyn Fn(&std::path::Path) -> std::io::Result<()>,
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let objects = store.all_objects();
     let results: Vec<(String, std::path::PathBuf, bool, u64)> = objects
@@ -48,16 +64,20 @@ pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
         report.bytes_checked += bytes;
         if !ok {
             report.corrupt_objects.push(hash);
-            if repair {
-                remove_entry(&path).ok();
+            if repair && let Err(e) = remove(&path) {
+                report
+                    .repair_failed
+                    .push(format!("{}: {e}", path.display()));
             }
         }
     }
     for (path, rec) in store.all_records() {
         if rec.is_none() {
             report.bad_records.push(path.display().to_string());
-            if repair {
-                fs::remove_file(&path).ok();
+            if repair && let Err(e) = remove(&path) {
+                report
+                    .repair_failed
+                    .push(format!("{}: {e}", path.display()));
             }
         }
     }
@@ -82,12 +102,64 @@ pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
                 }
                 // Its out/ links share the corrupt inodes: drop them so no one
                 // reads them; the next build rebuilds the node.
-                if broken && repair {
-                    remove_entry(&view.out_dir(&node)).ok();
+                let out = view.out_dir(&node);
+                if broken
+                    && repair
+                    && let Err(e) = remove(&out)
+                {
+                    report.repair_failed.push(format!("{}: {e}", out.display()));
                 }
             }
         }
     }
     report.repaired = repair;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A store with one build of `n` whose object `x` is damaged (same size).
+    fn damaged() -> (tempfile::TempDir, Store, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("cache"), super::super::MAIN_VIEW);
+        fs::create_dir_all(store.tmp_root()).unwrap();
+        let src = store.tmp_root().join("x");
+        fs::write(&src, b"constant\n").unwrap();
+        let (hash, _) = store.put_file(&src).unwrap();
+        let obj = store.object_path(&hash);
+        make_writable(&obj);
+        fs::write(&obj, b"constanT\n").unwrap();
+        (dir, store, obj)
+    }
+
+    #[test]
+    fn a_repair_that_cannot_delete_is_reported_not_hidden() {
+        let (_dir, store, obj) = damaged();
+        let fail = |_: &std::path::Path| -> std::io::Result<()> {
+            Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+        };
+        let r = verify_with(&store, true, &fail).unwrap();
+        assert_eq!(r.corrupt_objects.len(), 1);
+        assert!(!r.repair_ok());
+        assert!(
+            r.repair_failed[0].starts_with(&obj.display().to_string()),
+            "{:?}",
+            r.repair_failed
+        );
+        assert!(obj.exists());
+        let r = verify(&store, true).unwrap();
+        assert!(r.repair_ok(), "{:?}", r.repair_failed);
+        assert!(!obj.exists());
+    }
+
+    #[test]
+    fn verify_reads_objects_and_reports_a_truncated_one() {
+        let (_dir, store, obj) = damaged();
+        fs::write(&obj, b"").unwrap();
+        let r = verify(&store, false).unwrap();
+        assert_eq!(r.corrupt_objects.len(), 1);
+    }
 }
