@@ -575,6 +575,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 for n in &r.dangling_refs {
                     println!("ref of `{n}` names a missing record (`pai build` rebuilds it)");
                 }
+                for n in &r.bad_refs {
+                    let (view, node) = n.split_once(':').unwrap_or((pai::store::MAIN_VIEW, n));
+                    let path = pai::store::Store::new(store.root.clone(), view)
+                        .refs_dir()
+                        .join(node);
+                    let path = path.display().to_string();
+                    println!(
+                        "unreadable ref of `{n}` (empty or not a build key){}",
+                        match fate(&path) {
+                            " (deleted)" => " (deleted; `pai build` rebuilds the node)",
+                            f => f,
+                        }
+                    );
+                }
                 for f in &r.repair_failed {
                     println!("could not repair {f}");
                 }

@@ -425,3 +425,33 @@ fn store_commands_refuse_a_folder_without_a_pipeline_file_and_create_nothing() {
     assert!(!missing.exists());
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
+
+#[test]
+fn an_unreadable_ref_is_damage_verify_reports_and_gc_refuses() {
+    let p = Proj::new();
+    p.build(&[]);
+    let obj_count = objects(p.dir()).len();
+    for bad in ["", "garbage\n"] {
+        p.write("cache/refs/tokens", bad);
+        let (v, code) = p.json(&["verify"]);
+        assert_eq!(code, 1, "{v}");
+        assert_eq!(v["bad_refs"], serde_json::json!(["tokens"]), "{v}");
+        let err = fails_with(
+            &p,
+            &["gc"],
+            1,
+            &["refs/tokens", "pai verify --repair", "pai build tokens"],
+        );
+        assert!(err.contains("cannot be read"), "{err}");
+        assert_eq!(objects(p.dir()).len(), obj_count, "gc deleted objects");
+        assert!(p.path("cache/out/tokens/tokens.bin").exists());
+    }
+    let (v, code) = p.json(&["verify", "--repair"]);
+    assert_eq!(code, 0, "{v}");
+    assert!(!p.path("cache/refs/tokens").exists());
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+    p.build(&[]);
+    assert!(p.path("cache/refs/tokens").exists());
+    assert!(p.run(&["gc"]).status.success());
+}

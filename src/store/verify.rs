@@ -4,7 +4,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::gc::roots;
+use super::gc::{bad_refs, roots};
 #[cfg(test)]
 use super::make_writable;
 use super::{Store, hash_file, remove_entry};
@@ -21,6 +21,9 @@ pub struct VerifyReport {
     pub bad_records: Vec<String>,
     /// Refs whose record is missing or unreadable.
     pub dangling_refs: Vec<String>,
+    /// Refs that cannot be read (empty, or not a build key): `gc` would
+    /// take their node's current build for unreferenced.
+    pub bad_refs: Vec<String>,
     pub repaired: bool,
     /// With `--repair`: what could not be removed, and why.
     pub repair_failed: Vec<String>,
@@ -32,6 +35,7 @@ impl VerifyReport {
             && self.missing_objects.is_empty()
             && self.bad_records.is_empty()
             && self.dangling_refs.is_empty()
+            && self.bad_refs.is_empty()
     }
 
     /// Whether `--repair` removed everything it reported.
@@ -110,6 +114,14 @@ pub fn verify_with(
                     report.repair_failed.push(format!("{}: {e}", out.display()));
                 }
             }
+        }
+    }
+    for (path, label) in bad_refs(store) {
+        report.bad_refs.push(label);
+        if repair && let Err(e) = remove(&path) {
+            report
+                .repair_failed
+                .push(format!("{}: {e}", path.display()));
         }
     }
     report.repaired = repair;
