@@ -58,9 +58,14 @@ pub fn verify_with(
     let objects = store.all_objects();
     let results: Vec<(String, std::path::PathBuf, bool, u64)> = objects
         .par_iter()
-        .map(|(hash, path)| match hash_file(path) {
-            Ok((h, bytes)) => (hash.clone(), path.clone(), &h == hash, bytes),
-            Err(_) => (hash.clone(), path.clone(), false, 0),
+        .map(|(hash, path)| {
+            // An object is a file pai wrote: a link (whatever it points at)
+            // or a folder there is damage.
+            let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+            match hash_file(path) {
+                Ok((h, bytes)) if regular => (hash.clone(), path.clone(), &h == hash, bytes),
+                _ => (hash.clone(), path.clone(), false, 0),
+            }
         })
         .collect();
     report.objects_checked = results.len();
@@ -165,6 +170,22 @@ mod tests {
         let r = verify(&store, true).unwrap();
         assert!(r.repair_ok(), "{:?}", r.repair_failed);
         assert!(!obj.exists());
+    }
+
+    #[test]
+    fn an_object_that_is_a_symbolic_link_is_corrupt_even_to_the_right_bytes() {
+        let (dir, store, obj) = damaged();
+        let good = dir.path().join("good");
+        fs::write(&good, b"constant\n").unwrap();
+        fs::remove_file(&obj).unwrap();
+        std::os::unix::fs::symlink(&good, &obj).unwrap();
+        let r = verify(&store, true).unwrap();
+        assert_eq!(r.corrupt_objects.len(), 1);
+        assert!(
+            std::fs::symlink_metadata(&obj).is_err(),
+            "the link was not removed"
+        );
+        assert!(good.exists(), "what the link pointed at was removed");
     }
 
     #[test]
