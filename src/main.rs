@@ -428,6 +428,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Du => {
+            require_project(cli)?;
             let project = open(cli)?;
             let r = engine::du(&project)?;
             if cli.json {
@@ -549,11 +550,19 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     r.objects_checked,
                     report::size(r.bytes_checked)
                 );
+                // "(deleted)" only where the delete worked.
+                let fate = |path: &str| {
+                    if !*repair {
+                        ""
+                    } else if r.repair_failed.iter().any(|f| f.starts_with(path)) {
+                        " (NOT deleted: see below)"
+                    } else {
+                        " (deleted)"
+                    }
+                };
                 for h in &r.corrupt_objects {
-                    println!(
-                        "corrupt object {h}{}",
-                        if *repair { " (deleted)" } else { "" }
-                    );
+                    let path = store.object_path(h).display().to_string();
+                    println!("corrupt object {h}{}", fate(&path));
                 }
                 for h in &r.missing_objects {
                     println!(
@@ -561,21 +570,43 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     );
                 }
                 for p in &r.bad_records {
-                    println!(
-                        "unreadable record {p}{}",
-                        if *repair { " (deleted)" } else { "" }
-                    );
+                    println!("unreadable record {p}{}", fate(p));
                 }
                 for n in &r.dangling_refs {
                     println!("ref of `{n}` names a missing record (`pai build` rebuilds it)");
                 }
-                if r.clean() {
+                for n in &r.bad_refs {
+                    let (view, node) = n.split_once(':').unwrap_or((pai::store::MAIN_VIEW, n));
+                    let path = pai::store::Store::new(store.root.clone(), view)
+                        .refs_dir()
+                        .join(node);
+                    let path = path.display().to_string();
+                    println!(
+                        "unreadable ref of `{n}` (empty or not a build key){}",
+                        match fate(&path) {
+                            " (deleted)" => " (deleted; `pai build` rebuilds the node)",
+                            f => f,
+                        }
+                    );
+                }
+                for f in &r.repair_failed {
+                    println!("could not repair {f}");
+                }
+                if *repair && !r.repair_ok() {
+                    println!(
+                        "the repair is incomplete: fix the permissions of what is named above \
+                         and run `pai verify --repair` again"
+                    );
+                } else if r.clean() {
                     println!("the store is valid");
                 } else if !repair {
                     println!(
                         "run `pai verify --repair` to drop what is broken; the next build rebuilds it"
                     );
                 }
+            }
+            if *repair && !r.repair_ok() {
+                return Ok(ExitCode::from(1));
             }
             Ok(if r.clean() || *repair {
                 ExitCode::SUCCESS
@@ -762,7 +793,36 @@ fn generate(
 
 /// The store of the project folder, for commands that need no pipeline file.
 fn store_for(cli: &Cli) -> Result<pai::store::Store> {
+    require_project(cli)?;
     Ok(engine::store_at(&project_dir(cli), cli.file.as_deref()))
+}
+
+/// Refuses a folder that is not a project (no pipeline file) before
+/// anything is created there: `pai -C typo gc` must not make `typo/cache`.
+fn require_project(cli: &Cli) -> Result<()> {
+    let dir = project_dir(cli);
+    let file = engine::pipeline_path(&dir, cli.file.as_deref());
+    if !dir.is_dir() {
+        return Err(UsageError(format!(
+            "{}: no such folder; give a project folder (one with a {}) with -C DIR",
+            dir.display(),
+            cli.file
+                .as_deref()
+                .unwrap_or(Path::new("Pipeline.toml"))
+                .display()
+        ))
+        .into());
+    }
+    if !file.is_file() {
+        return Err(UsageError(format!(
+            "{} is not a pai project: no pipeline file {}; run pai in a folder with a \
+             Pipeline.toml, or give one with -C DIR or -f FILE",
+            absolute(&dir).display(),
+            file.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -275,3 +275,183 @@ fn an_output_name_starting_with_a_dot_is_refused() {
     );
     fails_with(&p, &["build"], 2, &["no part starting with `.`"]);
 }
+
+fn readonly(p: &std::path::Path) -> bool {
+    std::fs::metadata(p).unwrap().permissions().readonly()
+}
+
+/// Sets a file writable, writes `bytes` in place (same inode), sets it back.
+fn overwrite_in_place(p: &std::path::Path, bytes: &[u8]) {
+    let mut perm = std::fs::metadata(p).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(p, perm.clone()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+    perm.set_readonly(true);
+    std::fs::set_permissions(p, perm).unwrap();
+}
+
+#[test]
+fn a_damaged_object_of_the_right_size_is_replaced_when_a_node_writes_its_bytes_again() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"echo constant > $PAI_OUT/x\"\noutputs = [\"x\"]\n",
+    );
+    p.build(&[]);
+    // Flip one byte of the stored object: same size, wrong bytes.
+    overwrite_in_place(&p.path("cache/out/c/x"), b"constanT\n");
+    // A new key that writes the same bytes must not adopt the damaged object.
+    p.write(
+        "Pipeline.toml",
+        "[nodes.c]\nkind = \"command\"\nrun = \"echo constant > $PAI_OUT/x; true\"\noutputs = [\"x\"]\n",
+    );
+    assert_eq!(p.build(&[])["c"], "built");
+    assert_eq!(p.read("cache/out/c/x"), "constant\n");
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn verify_repair_that_cannot_delete_says_so_and_fails() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"echo constant > $PAI_OUT/x\"\noutputs = [\"x\"]\n",
+    );
+    p.build(&[]);
+    overwrite_in_place(&p.path("cache/out/c/x"), b"constanT\n");
+    let obj = objects(p.dir()).pop().unwrap();
+    let shard = obj.parent().unwrap().to_path_buf();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Whoever may delete in a read-only folder (root) cannot see the failure.
+    let privileged = std::fs::write(shard.join("probe"), b"").is_ok();
+    if privileged {
+        std::fs::remove_file(shard.join("probe")).ok();
+        std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o755)).unwrap();
+        eprintln!("skipped: running with the privilege to delete in a read-only folder");
+        return;
+    }
+    let out = p.run(&["verify", "--repair"]);
+    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("(deleted)"), "{stdout}");
+    assert!(stdout.contains("could not repair"), "{stdout}");
+    assert!(obj.exists());
+}
+
+#[test]
+fn a_command_that_hard_links_a_user_file_into_its_output_leaves_that_file_alone() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"ln notes/a.txt $PAI_OUT/a.txt\"\noutputs = [\"a.txt\"]\n",
+    );
+    p.build(&[]);
+    use std::os::unix::fs::MetadataExt;
+    let user = std::fs::metadata(p.path("notes/a.txt")).unwrap();
+    let out = std::fs::metadata(p.path("cache/out/c/a.txt")).unwrap();
+    assert!(
+        !user.permissions().readonly(),
+        "the user's file was made read-only"
+    );
+    assert_eq!(user.nlink(), 1, "the user's file shares its inode");
+    assert_ne!(user.ino(), out.ino());
+    assert_eq!(p.read("cache/out/c/a.txt"), "alpha\n");
+    // Editing the user's file does not change the store.
+    p.write("notes/a.txt", "edited\n");
+    assert_eq!(p.read("cache/out/c/a.txt"), "alpha\n");
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn an_output_that_is_a_symbolic_link_is_refused_by_name() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"ln -s \\\"$PWD/notes/a.txt\\\" $PAI_OUT/x\"\noutputs = [\"x\"]\n",
+    );
+    fails_with(&p, &["build"], 1, &["`x`", "symbolic link", "cp -L"]);
+    assert!(objects(p.dir()).is_empty());
+    assert!(!readonly(&p.path("notes/a.txt")));
+    assert_eq!(p.read("notes/a.txt"), "alpha\n");
+}
+
+#[test]
+fn cleanup_follows_no_symbolic_link_a_command_left_in_tmp() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\n\
+         run = \"echo x > $PAI_OUT/x; ln -s \\\"$PWD/keep\\\" $PAI_OUT/../dir-link; ln -s \\\"$PWD/keep/ro.txt\\\" $PAI_OUT/../file-link\"\n\
+         outputs = [\"x\"]\n",
+    );
+    p.write("keep/ro.txt", "mine\n");
+    let ro = p.path("keep/ro.txt");
+    let mut perm = std::fs::metadata(&ro).unwrap().permissions();
+    perm.set_readonly(true);
+    std::fs::set_permissions(&ro, perm).unwrap();
+    p.build(&[]);
+    let out = p.run(&["gc"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(readonly(&ro), "gc made a file outside the store writable");
+    assert_eq!(p.read("keep/ro.txt"), "mine\n");
+    assert!(!p.path("cache/tmp/dir-link").exists());
+    assert!(std::fs::symlink_metadata(p.path("cache/tmp/file-link")).is_err());
+    // The next build's cleanup too.
+    p.build(&[]);
+    assert!(readonly(&ro));
+}
+
+#[test]
+fn store_commands_refuse_a_folder_without_a_pipeline_file_and_create_nothing() {
+    let p = Proj::new();
+    let missing = p.path("nope");
+    let empty = p.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for cmd in ["gc", "verify", "du"] {
+        for dir in [&missing, &empty] {
+            let out = std::process::Command::new(BIN)
+                .arg("-C")
+                .arg(dir)
+                .arg(cmd)
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{cmd} in {}: {err}",
+                dir.display()
+            );
+            assert!(err.contains(&*dir.to_string_lossy()), "{err}");
+            assert!(err.contains("Pipeline.toml"), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+#[test]
+fn an_unreadable_ref_is_damage_verify_reports_and_gc_refuses() {
+    let p = Proj::new();
+    p.build(&[]);
+    let obj_count = objects(p.dir()).len();
+    for bad in ["", "garbage\n"] {
+        p.write("cache/refs/tokens", bad);
+        let (v, code) = p.json(&["verify"]);
+        assert_eq!(code, 1, "{v}");
+        assert_eq!(v["bad_refs"], serde_json::json!(["tokens"]), "{v}");
+        let err = fails_with(
+            &p,
+            &["gc"],
+            1,
+            &["refs/tokens", "pai verify --repair", "pai build tokens"],
+        );
+        assert!(err.contains("cannot be read"), "{err}");
+        assert_eq!(objects(p.dir()).len(), obj_count, "gc deleted objects");
+        assert!(p.path("cache/out/tokens/tokens.bin").exists());
+    }
+    let (v, code) = p.json(&["verify", "--repair"]);
+    assert_eq!(code, 0, "{v}");
+    assert!(!p.path("cache/refs/tokens").exists());
+    let (v, code) = p.json(&["verify"]);
+    assert_eq!(code, 0, "{v}");
+    p.build(&[]);
+    assert!(p.path("cache/refs/tokens").exists());
+    assert!(p.run(&["gc"]).status.success());
+}

@@ -444,9 +444,7 @@ impl Builder<'_> {
             &key[..12],
             std::process::id()
         ));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
-        }
+        store::remove_entry(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let work = store.open_work(&key)?;
         let start = Instant::now();
@@ -499,10 +497,7 @@ impl Builder<'_> {
                 summary.into_inner().unwrap_or_else(|e| e.into_inner()),
             )
         });
-        if tmp.exists() {
-            store::make_writable(&tmp);
-            fs::remove_dir_all(&tmp).ok();
-        }
+        store::remove_entry(&tmp).ok();
         // A committed key needs no resumable state; a failed one keeps what
         // it wrote there.
         let empty = fs::read_dir(&work.path).is_ok_and(|mut d| d.next().is_none());
@@ -544,7 +539,21 @@ fn files_under(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut v = Vec::new();
     for e in walkdir::WalkDir::new(dir).min_depth(1) {
         let e = e?;
-        if e.file_type().is_file() {
+        let t = e.file_type();
+        if !t.is_file() && !t.is_dir() {
+            // A link's target is not what the node wrote; a FIFO or socket
+            // is no content. Named, not skipped.
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+            let what = fs::symlink_metadata(e.path())
+                .map(|m| store::file_kind(&m))
+                .unwrap_or("not a regular file");
+            bail!(
+                "`{}` in the node's output folder is {what}; outputs must be regular files \
+                 the node wrote (copy the file, e.g. `cp -L`, instead of linking it)",
+                rel.display()
+            );
+        }
+        if t.is_file() {
             let rel = e
                 .path()
                 .strip_prefix(dir)?
@@ -571,7 +580,7 @@ fn commit(
     ran_on: Option<RanOn>,
     summary: Option<String>,
 ) -> Result<Record> {
-    let files = files_under(tmp)?;
+    let files = files_under(tmp).with_context(|| format!("node `{node}` left a bad output"))?;
     for d in decls.iter().filter(|d| d.required) {
         if !files.iter().any(|(n, _)| d.matches(n)) {
             bail!(

@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::{Record, Retention, Store, make_writable};
+use super::{Record, Retention, Store};
 
 pub struct GcOptions {
     pub dry_run: bool,
@@ -75,7 +75,49 @@ pub fn roots(store: &Store) -> Vec<(Store, String, String)> {
     out
 }
 
+/// Refs that exist but cannot be read (empty, garbage, not a file), in
+/// every view: (path, label).
+pub fn bad_refs(store: &Store) -> Vec<(std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    for view in views(store) {
+        for n in view.ref_names() {
+            if view.read_ref(&n).is_none() {
+                let label = if view.view == super::MAIN_VIEW {
+                    n.clone()
+                } else {
+                    format!("{}:{n}", view.view)
+                };
+                out.push((view.refs_dir().join(&n), label));
+            }
+        }
+    }
+    out
+}
+
 pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
+    // A ref that cannot be read is damage, not "no current build": gc would
+    // delete that node's build.
+    let bad = bad_refs(store);
+    if !bad.is_empty() {
+        bail!(
+            "gc refused: {} cannot be read ({}), so gc cannot tell which build is current and \
+             would delete it; run `pai verify --repair` to remove the bad ref, or rebuild the \
+             node (`pai build {}`)",
+            bad.iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if bad.len() == 1 {
+                "it is empty or not a build key"
+            } else {
+                "they are empty or not build keys"
+            },
+            bad.iter()
+                .map(|(_, l)| l.rsplit(':').next().unwrap_or(l).to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let mut report = GcReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -199,7 +241,7 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().to_string();
                     if !name.starts_with('.') && view.read_ref(&name).is_none() {
-                        fs::remove_dir_all(e.path()).ok();
+                        super::remove_entry(&e.path()).ok();
                     }
                 }
             }
@@ -219,8 +261,7 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         report.deleted_objects += 1;
         report.freed_bytes += bytes;
         if !opts.dry_run {
-            make_writable(&path);
-            fs::remove_file(&path).ok();
+            super::remove_entry(&path).ok();
             if let Some(parent) = path.parent() {
                 fs::remove_dir(parent).ok(); // only if empty
             }

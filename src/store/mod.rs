@@ -16,7 +16,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::steps::Retention;
@@ -130,20 +130,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// BLAKE3 of a file, parallel for large files.
+/// BLAKE3 of a file, parallel for large files. Reads, never maps: a file
+/// truncated while it is hashed is an error, not a SIGBUS.
 pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    use std::io::Read;
+    let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
     let mut h = blake3::Hasher::new();
-    if meta.len() >= 64 << 20 {
-        h.update_mmap_rayon(path)
-            .with_context(|| format!("hashing {}", path.display()))?;
-    } else if meta.len() >= 1 << 20 {
-        h.update_mmap(path)
-            .with_context(|| format!("hashing {}", path.display()))?;
-    } else {
-        h.update(&fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+    let parallel = len >= 4 << 20;
+    let mut buf = vec![0u8; if parallel { 8 << 20 } else { 256 << 10 }.min(len as usize + 1)];
+    let mut total = 0u64;
+    loop {
+        // Fill the buffer (a short read is not the end).
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        if parallel {
+            h.update_rayon(&buf[..n]);
+        } else {
+            h.update(&buf[..n]);
+        }
+        total += n as u64;
+        if n < buf.len() {
+            break;
+        }
     }
-    Ok((h.finalize().to_hex().to_string(), meta.len()))
+    Ok((h.finalize().to_hex().to_string(), total))
 }
 
 /// BLAKE3 of (name, hash) pairs in order: a node's content, a source's listing.
@@ -234,13 +258,53 @@ impl Store {
     }
 
     /// Moves a finished file into the store under its hash and makes it
-    /// read-only. An identical object already there is kept.
+    /// read-only. An object already there is kept only if its bytes hash to
+    /// its name; a damaged one is replaced. Objects are pai's own inodes: a
+    /// file with other links (a command hard-linked a user's file into
+    /// `$PAI_OUT`) is copied, never renamed, so the user's file is untouched.
+    /// Anything but a regular file (a symbolic link, a FIFO) is refused.
     pub fn put_file(&self, src: &Path) -> Result<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            fs::symlink_metadata(src).with_context(|| format!("reading {}", src.display()))?;
+        if !meta.file_type().is_file() {
+            bail!(
+                "{} is not a regular file ({}); a node's outputs must be files it wrote",
+                src.display(),
+                file_kind(&meta)
+            );
+        }
+        // A private copy of a shared inode: hash and store what pai owns.
+        let owned;
+        let src = if meta.nlink() > 1 {
+            let copy = src.with_file_name(format!(
+                ".{}.pai-copy",
+                src.file_name().and_then(|s| s.to_str()).unwrap_or("f")
+            ));
+            fs::copy(src, &copy).with_context(|| format!("copying {}", src.display()))?;
+            fs::remove_file(src).with_context(|| format!("removing {}", src.display()))?;
+            owned = copy;
+            owned.as_path()
+        } else {
+            src
+        };
         let (hash, bytes) = hash_file(src)?;
         let dst = self.object_path(&hash);
-        if self.has_object(&hash, bytes) {
-            fs::remove_file(src).ok();
-            return Ok((hash, bytes));
+        if fs::symlink_metadata(&dst).is_ok() {
+            let intact = fs::symlink_metadata(&dst).is_ok_and(|m| m.file_type().is_file())
+                && hash_file(&dst).is_ok_and(|(h, n)| h == hash && n == bytes);
+            if intact {
+                fs::remove_file(src).ok();
+                return Ok((hash, bytes));
+            }
+            // Damaged (or not a file): replaced by the bytes just written.
+            make_writable(&dst);
+            if fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+                fs::remove_dir_all(&dst)
+            } else {
+                fs::remove_file(&dst)
+            }
+            .with_context(|| format!("removing the damaged object {}", dst.display()))?;
         }
         fs::create_dir_all(dst.parent().context("object path")?)?;
         let mut perm = fs::metadata(src)?.permissions();
@@ -329,9 +393,7 @@ impl Store {
         let root = self.out_root();
         fs::create_dir_all(&root)?;
         let staging = root.join(format!(".{node}.{}.new", std::process::id()));
-        if staging.exists() {
-            fs::remove_dir_all(&staging)?;
-        }
+        remove_entry(&staging).with_context(|| format!("removing {}", staging.display()))?;
         fs::create_dir_all(&staging)?;
         for o in rec.live_outputs() {
             let dst = staging.join(&o.name);
@@ -345,9 +407,7 @@ impl Store {
         }
         fs::write(staging.join(".key"), format!("{}\n", rec.key))?;
         let dst = self.out_dir(node);
-        if dst.exists() {
-            fs::remove_dir_all(&dst).with_context(|| format!("replacing {}", dst.display()))?;
-        }
+        remove_entry(&dst).with_context(|| format!("replacing {}", dst.display()))?;
         fs::rename(&staging, &dst)?;
         Ok(())
     }
@@ -360,13 +420,7 @@ impl Store {
             for e in rd.flatten() {
                 freed += dir_size(&e.path());
                 let p = e.path();
-                make_writable(&p);
-                if p.is_dir() {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                }
-                .with_context(|| format!("removing {}", p.display()))?;
+                remove_entry(&p).with_context(|| format!("removing {}", p.display()))?;
             }
         }
         // Half-written refs and out/ staging folders of killed runs, in every view.
@@ -376,7 +430,7 @@ impl Store {
                     for e in rd.flatten() {
                         let name = e.file_name().to_string_lossy().to_string();
                         if name.starts_with('.') && name.ends_with(".new") {
-                            fs::remove_dir_all(e.path()).ok();
+                            remove_entry(&e.path()).ok();
                         } else if name.starts_with('.') && name.ends_with(".tmp") {
                             fs::remove_file(e.path()).ok();
                         }
@@ -425,8 +479,36 @@ impl Store {
     }
 }
 
+/// What a file system entry is, in words.
+pub fn file_kind(m: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_file() {
+        "a file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a device or other special file"
+    }
+}
+
+/// Makes everything under `p` writable so it can be deleted. Follows no
+/// symbolic link, `p` itself included: what a link points at is not the
+/// store's.
 pub fn make_writable(p: &Path) {
-    for e in walkdir::WalkDir::new(p).into_iter().flatten() {
+    let walk = walkdir::WalkDir::new(p)
+        .follow_links(false)
+        .follow_root_links(false);
+    for e in walk.into_iter().flatten() {
+        if e.file_type().is_symlink() {
+            continue;
+        }
         if let Ok(m) = e.metadata() {
             let mut perm = m.permissions();
             if perm.readonly() {
@@ -438,12 +520,27 @@ pub fn make_writable(p: &Path) {
     }
 }
 
+/// Removes a file, a folder (its tree made writable first) or a symbolic
+/// link (the link alone), without following any link.
+pub fn remove_entry(p: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => {
+            make_writable(p);
+            fs::remove_dir_all(p)
+        }
+        Ok(_) => fs::remove_file(p),
+    }
+}
+
 /// Bytes under a folder, each inode counted once.
 pub fn dir_size(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;
-    for e in walkdir::WalkDir::new(p).into_iter().flatten() {
+    let walk = walkdir::WalkDir::new(p).follow_root_links(false);
+    for e in walk.into_iter().flatten() {
         if let Ok(m) = e.metadata()
             && m.is_file()
             && seen.insert((m.dev(), m.ino()))
@@ -452,4 +549,50 @@ pub fn dir_size(p: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_file_reads_any_size_to_the_same_hash_as_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 255 << 10, (256 << 10) + 7, (9 << 20) + 3] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let p = dir.path().join(format!("f{len}"));
+            fs::write(&p, &bytes).unwrap();
+            let (h, n) = hash_file(&p).unwrap();
+            assert_eq!(n, len as u64);
+            assert_eq!(h, blake3::hash(&bytes).to_hex().to_string(), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn make_writable_and_remove_entry_follow_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("mine");
+        fs::create_dir(&mine).unwrap();
+        fs::write(mine.join("ro"), b"x").unwrap();
+        let mut perm = fs::metadata(mine.join("ro")).unwrap().permissions();
+        perm.set_readonly(true);
+        fs::set_permissions(mine.join("ro"), perm).unwrap();
+        let store = dir.path().join("tmp");
+        fs::create_dir(&store).unwrap();
+        std::os::unix::fs::symlink(&mine, store.join("dir")).unwrap();
+        std::os::unix::fs::symlink(mine.join("ro"), store.join("file")).unwrap();
+        make_writable(&store.join("dir"));
+        make_writable(&store.join("file"));
+        make_writable(&store);
+        assert!(
+            fs::metadata(mine.join("ro"))
+                .unwrap()
+                .permissions()
+                .readonly()
+        );
+        remove_entry(&store.join("dir")).unwrap();
+        remove_entry(&store).unwrap();
+        assert!(mine.join("ro").exists());
+        assert!(!store.exists());
+    }
 }

@@ -1,13 +1,13 @@
 //! `pai verify`: re-hashes every object and checks records and refs.
 
-use std::fs;
-
 use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::gc::roots;
-use super::{Store, hash_file, make_writable};
+use super::gc::{bad_refs, roots};
+#[cfg(test)]
+use super::make_writable;
+use super::{Store, hash_file, remove_entry};
 
 #[derive(Serialize, Debug, Default)]
 pub struct VerifyReport {
@@ -21,7 +21,12 @@ pub struct VerifyReport {
     pub bad_records: Vec<String>,
     /// Refs whose record is missing or unreadable.
     pub dangling_refs: Vec<String>,
+    /// Refs that cannot be read (empty, or not a build key): `gc` would
+    /// take their node's current build for unreferenced.
+    pub bad_refs: Vec<String>,
     pub repaired: bool,
+    /// With `--repair`: what could not be removed, and why.
+    pub repair_failed: Vec<String>,
 }
 
 impl VerifyReport {
@@ -30,17 +35,37 @@ impl VerifyReport {
             && self.missing_objects.is_empty()
             && self.bad_records.is_empty()
             && self.dangling_refs.is_empty()
+            && self.bad_refs.is_empty()
+    }
+
+    /// Whether `--repair` removed everything it reported.
+    pub fn repair_ok(&self) -> bool {
+        self.repair_failed.is_empty()
     }
 }
 
 pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
+    verify_with(store, repair, &|p| remove_entry(p))
+}
+
+/// [`verify`] with the way `--repair` deletes (tests make it fail).
+pub fn verify_with(
+    store: &Store,
+    repair: bool,
+    remove: &dyn Fn(&std::path::Path) -> std::io::Result<()>,
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let objects = store.all_objects();
     let results: Vec<(String, std::path::PathBuf, bool, u64)> = objects
         .par_iter()
-        .map(|(hash, path)| match hash_file(path) {
-            Ok((h, bytes)) => (hash.clone(), path.clone(), &h == hash, bytes),
-            Err(_) => (hash.clone(), path.clone(), false, 0),
+        .map(|(hash, path)| {
+            // An object is a file pai wrote: a link (whatever it points at)
+            // or a folder there is damage.
+            let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+            match hash_file(path) {
+                Ok((h, bytes)) if regular => (hash.clone(), path.clone(), &h == hash, bytes),
+                _ => (hash.clone(), path.clone(), false, 0),
+            }
         })
         .collect();
     report.objects_checked = results.len();
@@ -48,17 +73,20 @@ pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
         report.bytes_checked += bytes;
         if !ok {
             report.corrupt_objects.push(hash);
-            if repair {
-                make_writable(&path);
-                fs::remove_file(&path).ok();
+            if repair && let Err(e) = remove(&path) {
+                report
+                    .repair_failed
+                    .push(format!("{}: {e}", path.display()));
             }
         }
     }
     for (path, rec) in store.all_records() {
         if rec.is_none() {
             report.bad_records.push(path.display().to_string());
-            if repair {
-                fs::remove_file(&path).ok();
+            if repair && let Err(e) = remove(&path) {
+                report
+                    .repair_failed
+                    .push(format!("{}: {e}", path.display()));
             }
         }
     }
@@ -83,12 +111,88 @@ pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
                 }
                 // Its out/ links share the corrupt inodes: drop them so no one
                 // reads them; the next build rebuilds the node.
-                if broken && repair {
-                    fs::remove_dir_all(view.out_dir(&node)).ok();
+                let out = view.out_dir(&node);
+                if broken
+                    && repair
+                    && let Err(e) = remove(&out)
+                {
+                    report.repair_failed.push(format!("{}: {e}", out.display()));
                 }
             }
         }
     }
+    for (path, label) in bad_refs(store) {
+        report.bad_refs.push(label);
+        if repair && let Err(e) = remove(&path) {
+            report
+                .repair_failed
+                .push(format!("{}: {e}", path.display()));
+        }
+    }
     report.repaired = repair;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A store with one build of `n` whose object `x` is damaged (same size).
+    fn damaged() -> (tempfile::TempDir, Store, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("cache"), super::super::MAIN_VIEW);
+        fs::create_dir_all(store.tmp_root()).unwrap();
+        let src = store.tmp_root().join("x");
+        fs::write(&src, b"constant\n").unwrap();
+        let (hash, _) = store.put_file(&src).unwrap();
+        let obj = store.object_path(&hash);
+        make_writable(&obj);
+        fs::write(&obj, b"constanT\n").unwrap();
+        (dir, store, obj)
+    }
+
+    #[test]
+    fn a_repair_that_cannot_delete_is_reported_not_hidden() {
+        let (_dir, store, obj) = damaged();
+        let fail = |_: &std::path::Path| -> std::io::Result<()> {
+            Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+        };
+        let r = verify_with(&store, true, &fail).unwrap();
+        assert_eq!(r.corrupt_objects.len(), 1);
+        assert!(!r.repair_ok());
+        assert!(
+            r.repair_failed[0].starts_with(&obj.display().to_string()),
+            "{:?}",
+            r.repair_failed
+        );
+        assert!(obj.exists());
+        let r = verify(&store, true).unwrap();
+        assert!(r.repair_ok(), "{:?}", r.repair_failed);
+        assert!(!obj.exists());
+    }
+
+    #[test]
+    fn an_object_that_is_a_symbolic_link_is_corrupt_even_to_the_right_bytes() {
+        let (dir, store, obj) = damaged();
+        let good = dir.path().join("good");
+        fs::write(&good, b"constant\n").unwrap();
+        fs::remove_file(&obj).unwrap();
+        std::os::unix::fs::symlink(&good, &obj).unwrap();
+        let r = verify(&store, true).unwrap();
+        assert_eq!(r.corrupt_objects.len(), 1);
+        assert!(
+            std::fs::symlink_metadata(&obj).is_err(),
+            "the link was not removed"
+        );
+        assert!(good.exists(), "what the link pointed at was removed");
+    }
+
+    #[test]
+    fn verify_reads_objects_and_reports_a_truncated_one() {
+        let (_dir, store, obj) = damaged();
+        fs::write(&obj, b"").unwrap();
+        let r = verify(&store, false).unwrap();
+        assert_eq!(r.corrupt_objects.len(), 1);
+    }
 }

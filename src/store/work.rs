@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::{Store, make_writable};
+use super::{Store, remove_entry};
 
 /// A work folder in use: the lock is released when this is dropped.
 pub struct WorkDir {
@@ -83,7 +83,8 @@ impl Store {
                 }
                 continue;
             }
-            if e.path().is_dir() && !held(&name) {
+            // A symbolic link there is not a work folder: left alone.
+            if e.file_type().is_ok_and(|t| t.is_dir()) && !held(&name) {
                 out.push((name, e.path(), super::dir_size(&e.path())));
             }
         }
@@ -100,9 +101,5 @@ impl Store {
 }
 
 fn remove_tree(path: &std::path::Path) -> Result<()> {
-    if path.exists() {
-        make_writable(path);
-        fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    Ok(())
+    remove_entry(path).with_context(|| format!("removing {}", path.display()))
 }
