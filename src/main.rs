@@ -171,6 +171,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a report: its JSON document with `--json`, else its text (with a closing newline
+/// when `newline`).
+fn show<R: serde::Serialize + std::fmt::Display>(cli: &Cli, r: &R, newline: bool) -> Result<()> {
+    if cli.json {
+        print_json(&serde_json::to_value(r)?);
+    } else if newline {
+        println!("{r}");
+    } else {
+        print!("{r}");
+    }
+    Ok(())
+}
+
 fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -642,11 +655,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Doctor => {
             let r = pai::gpu::doctor::report(cli.adapter.as_deref());
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                print!("{r}");
-            }
+            show(cli, &r, false)?;
             Ok(if r.ok() {
                 ExitCode::SUCCESS
             } else {
@@ -658,11 +667,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             ..
         } => {
             let r = pai::gpu::bench::kernels(cli.adapter.as_deref())?;
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                println!("{r}");
-            }
+            show(cli, &r, true)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -690,11 +695,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             )?;
             let gpu = pai::gpu::Gpu::new(cli.adapter.as_deref())?;
             let r = pai::model::bench::train(&gpu, cfg, batch, (*runs).max(1), 1)?;
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                println!("{r}");
-            }
+            show(cli, &r, true)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -702,11 +703,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             ..
         } => {
             let r = pai::model::quant_bench::quant(cli.adapter.as_deref())?;
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                print!("{r}");
-            }
+            show(cli, &r, false)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -726,11 +723,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 *runs,
                 &ui,
             )?;
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                print!("{r}");
-            }
+            show(cli, &r, false)?;
             Ok(ExitCode::SUCCESS)
         }
     }
