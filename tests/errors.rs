@@ -455,3 +455,27 @@ fn an_unreadable_ref_is_damage_verify_reports_and_gc_refuses() {
     assert!(p.path("cache/refs/tokens").exists());
     assert!(p.run(&["gc"]).status.success());
 }
+
+#[test]
+fn a_bad_glob_in_a_commands_outputs_is_a_pipeline_error_not_a_build_failure() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"touch $PAI_OUT/a\"\noutputs = [\"out/[ab\"]\n",
+    );
+    fails_with(&p, &["status"], 2, &["out/[ab", "not a valid glob"]);
+    assert!(!p.path("cache/out").exists(), "nothing ran");
+}
+
+#[test]
+fn a_node_name_too_long_for_a_file_name_is_a_pipeline_error() {
+    let long = "n".repeat(240);
+    let p = Proj::with_pipeline(&format!(
+        "[nodes.{long}]\nkind = \"command\"\nrun = \"touch $PAI_OUT/a\"\noutputs = [\"a\"]\n"
+    ));
+    fails_with(&p, &["build"], 2, &["is not valid", "at most 128"]);
+    let ok = "n".repeat(128);
+    let p = Proj::with_pipeline(&format!(
+        "[nodes.{ok}]\nkind = \"command\"\nrun = \"touch $PAI_OUT/a\"\noutputs = [\"a\"]\n"
+    ));
+    let b = p.build(&[]);
+    assert_eq!(b[&ok], "built");
+}

@@ -28,7 +28,13 @@ pub struct Project {
 }
 
 /// The name a pipeline file's refs live under: `main` for the project's
-/// `Pipeline.toml`, else the file's path relative to the project.
+/// `Pipeline.toml`, else the file's path relative to the project, spelled so
+/// that distinct files get distinct names: `/` becomes `+`, letters, digits,
+/// `.` and `-` stay, every other byte (`_` and `+` too) becomes `_XX` (hex); a
+/// `.toml` extension is dropped and any other file gets a trailing `_` (which no
+/// escape ends with). `pipelines/tiny.toml` is `pipelines+tiny`. Files outside
+/// the project are `_ext-<stem>-<hash>`, and a project file that would spell
+/// `main` is `_main` (`_` followed by a non-hex letter is no escape).
 pub fn view_name(dir: &Path, file: &Path) -> String {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let (dir, file) = (canon(dir), canon(file));
@@ -36,30 +42,42 @@ pub fn view_name(dir: &Path, file: &Path) -> String {
         return MAIN_VIEW.to_string();
     }
     let rel = match file.strip_prefix(&dir) {
-        Ok(r) => r.with_extension("").to_string_lossy().to_string(),
-        Err(_) => format!(
-            "ext-{}-{}",
-            file.file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default(),
-            &blake3::hash(file.to_string_lossy().as_bytes()).to_hex()[..8]
-        ),
+        Ok(r) => r.to_string_lossy().to_string(),
+        Err(_) => {
+            return format!(
+                "_ext-{}-{}",
+                escape(
+                    &file
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default()
+                ),
+                &blake3::hash(file.to_string_lossy().as_bytes()).to_hex()[..8]
+            );
+        }
     };
-    // `/` becomes `+`, anything unusual `_`; case is kept, so distinct
-    // files get distinct views.
-    let name: String = rel
-        .chars()
-        .map(|c| match c {
-            '/' | '\\' => '+',
-            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' => c,
-            _ => '_',
-        })
-        .collect();
+    let name = match rel.strip_suffix(".toml") {
+        Some(stem) => escape(stem),
+        None => format!("{}_", escape(&rel)),
+    };
     if name == MAIN_VIEW {
-        "main-file".into()
+        format!("_{MAIN_VIEW}")
     } else {
         name
     }
+}
+
+/// A relative path as one file name, injectively (see [`view_name`]).
+fn escape(rel: &str) -> String {
+    let mut out = String::new();
+    for b in rel.bytes() {
+        match b {
+            b'/' | b'\\' => out.push('+'),
+            b if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' => out.push(b as char),
+            b => out.push_str(&format!("_{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The pipeline file `-f FILE` names in project folder `dir` (default
@@ -599,6 +617,43 @@ pub fn pending_keys(dir: &Path, store: &Store) -> Option<std::collections::HashS
         }
     }
     Some(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_pipeline_files_get_distinct_views() {
+        let dir = Path::new("/project");
+        let files = [
+            "pipelines/tiny.toml",
+            "pipelines/tiny",
+            "pipelines+tiny.toml",
+            "pipelines_tiny.toml",
+            "pipelines tiny.toml",
+            "pipelines/a_2B.toml",
+            "pipelines/a+.toml",
+            "main.toml",
+            "main-file.toml",
+            "_main.toml",
+            "ext-x-00000000.toml",
+            "../elsewhere/x.toml",
+        ];
+        let names: Vec<String> = files.iter().map(|f| view_name(dir, &dir.join(f))).collect();
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), files.len(), "{names:?}");
+        assert!(!names.contains(&MAIN_VIEW.to_string()));
+        assert_eq!(names[0], "pipelines+tiny");
+        assert_eq!(view_name(dir, &dir.join("Pipeline.toml")), MAIN_VIEW);
+        for n in &names {
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-._".contains(&b)),
+                "{n}"
+            );
+        }
+    }
 }
 
 #[derive(serde::Serialize)]

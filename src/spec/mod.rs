@@ -205,8 +205,13 @@ fn convert(ty: ParamType, v: &DeValue) -> Result<Value, String> {
     })
 }
 
+/// The longest node name: it names folders (`cache/out/<node>`, `cache/tmp/<node>-…`) and
+/// files (`cache/refs/<node>`), which most filesystems cap at 255 bytes.
+pub const MAX_NAME: usize = 128;
+
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_NAME
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -357,7 +362,9 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
             diags.push(Diag {
                 span: span.clone(),
                 message: format!("node name `{name}` is not valid"),
-                help: Some("node names use lower-case letters, digits and `-` only".into()),
+                help: Some(format!(
+                    "node names use lower-case letters, digits and `-` only, at most {MAX_NAME} of them"
+                )),
             });
         }
         let DeValue::Table(table) = value.get_ref() else {

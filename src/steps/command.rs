@@ -95,6 +95,14 @@ fn validate(params: &Params) -> std::result::Result<(), String> {
                 "output {o:?} must be a relative path inside $PAI_OUT, with no part starting with `.`"
             ));
         }
+        if OutputDecl::is_glob(o)
+            && let Err(e) = globset::Glob::new(o)
+        {
+            return Err(format!(
+                "output {o:?} is not a valid glob ({e}): close its `[` or `{{`, or escape the \
+                 character with `\\`"
+            ));
+        }
     }
     Ok(())
 }

@@ -269,8 +269,12 @@ impl OutputDecl {
             doc,
         }
     }
+    /// Whether the name is a glob (`*`, `?` or `[`) rather than one file's name.
+    pub fn is_glob(name: &str) -> bool {
+        name.contains(['*', '?', '['])
+    }
     pub fn matches(&self, file: &str) -> bool {
-        if self.name.contains(['*', '?', '[']) {
+        if Self::is_glob(&self.name) {
             globset::Glob::new(&self.name)
                 .map(|g| g.compile_matcher().is_match(file))
                 .unwrap_or(false)
