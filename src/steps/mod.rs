@@ -556,7 +556,11 @@ impl Kind {
     }
     /// Names of the kernels the kind declares.
     pub fn kernel_names(&self) -> std::collections::BTreeSet<String> {
-        self.shaders().into_iter().map(|(n, _)| n).collect()
+        self.kernels
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|k| k.name())
+            .collect()
     }
 }
 

@@ -436,6 +436,7 @@ fn run(ctx: &StepCtx) -> Result<()> {
     let mut train_seconds = 0.0;
     let tokens_per_step = (batch * cfg.context) as f64;
     let mut last_val = None;
+    let mut final_state: Option<(Weights, OptState)> = None;
     for step in start.step + 1..=steps {
         let rows = train_rows.gather(&batch_rows(seed, step, batch, train_rows.len()));
         let lr_now = lr_at(step, steps, warmup, lr, min_ratio);
@@ -468,13 +469,15 @@ fn run(ctx: &StepCtx) -> Result<()> {
             seconds: t0.elapsed().as_secs_f64(),
             val_loss: None,
         };
+        // The weights of this step, read back from the device at most once.
+        let mut weights: Option<Weights> = None;
         if n_val > 0 && (step.is_multiple_of(eval_every) || step == steps) {
             let v = validation_loss(&mut m, &mut ops, &val_rows, &val_idx, batch)?;
             ensure!(
                 v.is_finite(),
                 "training diverged at step {step}: validation loss {v}; lower `lr`"
             );
-            let w = m.weights(&mut ops)?;
+            let w = weights.insert(m.weights(&mut ops)?);
             let snap = step_file(&work.join("snapshots"), step);
             write_whole(&snap, &w.to_safetensors()?)?;
             if best.is_none_or(|(_, b)| v < b) {
@@ -486,12 +489,19 @@ fn run(ctx: &StepCtx) -> Result<()> {
         writeln!(logf, "{}", serde_json::to_string(&line)?)?;
         logf.flush()?;
         if step.is_multiple_of(ckpt_every) || step == steps {
-            let w = m.weights(&mut ops)?;
+            let w = match weights.take() {
+                Some(w) => w,
+                None => m.weights(&mut ops)?,
+            };
             let opt = m.opt_state(&mut ops, step)?;
             write_whole(
                 &step_file(&work.join("checkpoints"), step),
                 &model::checkpoint_to_safetensors(&w, &opt)?,
             )?;
+            // The last step is always checkpointed: its state is the outputs'.
+            if step == steps {
+                final_state = Some((w, opt));
+            }
         }
         (ctx.progress)(step, steps, "steps");
         (ctx.message)(&format!(
@@ -503,9 +513,12 @@ fn run(ctx: &StepCtx) -> Result<()> {
         log.push(line);
     }
 
-    // The outputs, from the final state and the work folder.
-    let final_w = m.weights(&mut ops)?;
-    let opt = m.opt_state(&mut ops, steps)?;
+    // The outputs, from the final state (read back already unless no step ran) and the work
+    // folder.
+    let (final_w, opt) = match final_state {
+        Some(s) => s,
+        None => (m.weights(&mut ops)?, m.opt_state(&mut ops, steps)?),
+    };
     fs::write(ctx.out("config.json"), &config_json)?;
     fs::write(ctx.out("model.safetensors"), final_w.to_safetensors()?)?;
     fs::write(
