@@ -479,3 +479,36 @@ fn a_node_name_too_long_for_a_file_name_is_a_pipeline_error() {
     let b = p.build(&[]);
     assert_eq!(b[&ok], "built");
 }
+
+#[test]
+fn an_unreadable_folder_under_a_source_fails_the_build_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Proj::new();
+    let sub = p.path("corpus/sub");
+    // Runs as an unprivileged user, so chmod first opens the project, then the folder is closed.
+    let close = || std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let reopen = || std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(_) = p.unprivileged(&["status"]) else {
+        eprintln!("skipped: cannot run pai as an unprivileged user here");
+        return;
+    };
+    close();
+    let out = p.unprivileged(&["build", "packed"]).unwrap();
+    reopen();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("corpus/sub"), "{err}");
+    assert!(err.contains("exclude"), "{err}");
+
+    // Excluding the folder is the stated fix.
+    let pipeline = p.read("Pipeline.toml").replacen(
+        "include = [\"**/*.md\"]",
+        "include = [\"**/*.md\"]\nexclude = [\"sub/**\"]",
+        1,
+    );
+    p.write("Pipeline.toml", &pipeline);
+    close();
+    let out = p.unprivileged(&["build", "packed"]).unwrap();
+    reopen();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -116,8 +116,19 @@ pub fn scan(
                     r.components()
                         .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
                 };
-                if err.loop_ancestor().is_some() || !rel.is_some_and(|r| selected(r) && !hidden(r))
-                {
+                // A folder that cannot be read may hold selected files: it
+                // fails the build unless the globs exclude all of it (a probe
+                // name under it is excluded). A file fails when selected.
+                let is_dir = err.path().is_some_and(|p| p.is_dir());
+                let fatal = rel.is_some_and(|r| {
+                    !hidden(r)
+                        && if is_dir {
+                            !(exc.is_match(r) || exc.is_match(r.join("pai-probe")))
+                        } else {
+                            selected(r)
+                        }
+                });
+                if err.loop_ancestor().is_some() || !fatal {
                     continue;
                 }
                 let path = err
@@ -128,9 +139,12 @@ pub fn scan(
                     .io_error()
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| err.to_string());
+                let what = if is_dir { "folder" } else { "file" };
                 bail!(
-                    "node `{}`: cannot read {path}: {why}; fix the file or exclude it",
-                    node.name
+                    "node `{}`: cannot read the {what} {path}: {why}; make it readable or add it \
+                     to the source's `exclude` in {}",
+                    node.name,
+                    pipeline_file.display()
                 );
             }
         };

@@ -226,6 +226,41 @@ impl Proj {
         self.cmd(args).output().expect("running pai")
     }
 
+    /// `pai` run as an unprivileged user, so that file permissions bind
+    /// (root reads a mode-000 folder). As root, runs as `nobody` through
+    /// `setpriv` after opening the project to everyone (on the first call); None when that is
+    /// not possible here.
+    pub fn unprivileged(&self, args: &[&str]) -> Option<Output> {
+        use std::os::unix::fs::MetadataExt;
+        let root = std::fs::metadata("/proc/self").ok()?.uid() == 0;
+        if !root {
+            return Some(self.run(args));
+        }
+        // Once: later calls must not undo permissions a test set.
+        let opened = std::fs::metadata(self.dir()).ok()?.mode() & 0o002 != 0
+            || Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(self.dir())
+                .status()
+                .ok()?
+                .success();
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "-C",
+        ])
+        .arg(self.dir())
+        .args(args)
+        .env_remove("PAI_KIND_VERSION");
+        let out = c.output().ok()?;
+        // No setpriv, or a binary nobody may run: not a result about pai.
+        let ran = opened && !String::from_utf8_lossy(&out.stderr).contains("setpriv:");
+        ran.then_some(out)
+    }
+
     /// Runs with --json; returns the document and the exit code.
     pub fn json(&self, args: &[&str]) -> (Value, i32) {
         let mut all = vec!["--json"];
