@@ -442,6 +442,33 @@ fn other_pipeline_files_keep_their_own_refs() {
 }
 
 #[test]
+fn gc_in_a_copied_project_judges_views_by_the_copy_s_own_files() {
+    let a = Proj::new();
+    a.write("pipelines/side.toml", PIPELINE);
+    a.build(&["-f", "pipelines/side.toml"]);
+    let b = Proj::new();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(a.path("."))
+        .arg(b.path("."))
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    // The original drops every node of its side pipeline but the corpus.
+    a.write(
+        "pipelines/side.toml",
+        "[nodes.corpus]\nkind = \"source\"\npath = \"corpus\"\n",
+    );
+    let (_, code) = b.json(&["gc"]);
+    assert_eq!(code, 0);
+    let again = b.build(&["-f", "pipelines/side.toml"]);
+    assert!(
+        again.values().all(|s| s == "fresh"),
+        "gc in the copy followed the original's file: {again:?}"
+    );
+}
+
+#[test]
 fn graph_renders_dot_and_mermaid() {
     let p = Proj::new();
     let dot = String::from_utf8(p.run(&["graph"]).stdout).unwrap();

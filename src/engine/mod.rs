@@ -67,6 +67,57 @@ pub fn view_name(dir: &Path, file: &Path) -> String {
     }
 }
 
+/// The pipeline file of a view, relative to the project: the inverse of
+/// [`view_name`]. `None` for files outside the project (`_ext-…`), whose
+/// absolute path the view notes instead.
+pub fn view_file_rel(view: &str) -> Option<PathBuf> {
+    if view == MAIN_VIEW {
+        return Some(PathBuf::from("Pipeline.toml"));
+    }
+    if view == format!("_{MAIN_VIEW}") {
+        return Some(PathBuf::from(format!("{MAIN_VIEW}.toml")));
+    }
+    let (body, toml) = match view.strip_suffix('_') {
+        Some(b) => (b, false),
+        None => (view, true),
+    };
+    let b = body.as_bytes();
+    let mut out = Vec::with_capacity(b.len() + 5);
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b'/'),
+            b'_' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                if !hex
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+                {
+                    return None;
+                }
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    if toml {
+        out.extend_from_slice(b".toml");
+    }
+    Some(PathBuf::from(String::from_utf8(out).ok()?))
+}
+
+/// The pipeline file a view's refs were built from, in the project folder
+/// `dir` as it is now: a copied or moved project judges its views by its own
+/// files. `None`: an outside file whose note is missing.
+pub fn view_file(dir: &Path, view: &Store) -> Option<PathBuf> {
+    match view_file_rel(&view.view) {
+        Some(rel) => Some(dir.join(rel)),
+        None => view.pipeline_file(),
+    }
+}
+
 /// A relative path as one file name, injectively (see [`view_name`]).
 fn escape(rel: &str) -> String {
     let mut out = String::new();
@@ -562,10 +613,19 @@ pub fn explain(project: &Project, idx: usize) -> Result<Json> {
 pub fn undeclared_refs(dir: &Path, store: &Store, ui: &crate::report::Ui) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for view in crate::store::gc::views(store) {
-        let file = view
-            .pipeline_file()
-            .unwrap_or_else(|| dir.join("Pipeline.toml"));
         let refs = view.ref_names();
+        let Some(file) = view_file(dir, &view) else {
+            if !refs.is_empty() {
+                ui.message(&format!(
+                    "note: view `{}` does not say which pipeline file it belongs to; gc keeps \
+                     its {} builds (remove {} to let gc reclaim them)",
+                    view.view,
+                    refs.len(),
+                    view.refs_dir().display()
+                ));
+            }
+            continue;
+        };
         if refs.is_empty() {
             continue;
         }
@@ -596,9 +656,7 @@ pub fn undeclared_refs(dir: &Path, store: &Store, ui: &crate::report::Ui) -> Vec
 pub fn pending_keys(dir: &Path, store: &Store) -> Option<std::collections::HashSet<String>> {
     let mut keys = std::collections::HashSet::new();
     for view in crate::store::gc::views(store) {
-        let file = view
-            .pipeline_file()
-            .unwrap_or_else(|| dir.join("Pipeline.toml"));
+        let file = view_file(dir, &view)?;
         if view.ref_names().is_empty() && view.view != crate::store::MAIN_VIEW {
             continue;
         }
@@ -646,6 +704,16 @@ mod tests {
         assert!(!names.contains(&MAIN_VIEW.to_string()));
         assert_eq!(names[0], "pipelines+tiny");
         assert_eq!(view_name(dir, &dir.join("Pipeline.toml")), MAIN_VIEW);
+        // Each in-project view names its file relative to the project, so a
+        // copied project judges its views by its own files.
+        for (f, n) in files.iter().zip(&names) {
+            assert_eq!(view_file_rel(n), Some(PathBuf::from(f)), "{n}");
+        }
+        assert_eq!(
+            view_file_rel(MAIN_VIEW),
+            Some(PathBuf::from("Pipeline.toml"))
+        );
+        assert_eq!(view_file_rel("_ext-x-0a1b2c3d"), None);
         for n in &names {
             assert!(
                 n.bytes()

@@ -226,7 +226,9 @@ impl Store {
     }
 
     /// Remembers which pipeline file a view belongs to, so `gc` can drop the
-    /// refs of nodes that file no longer declares.
+    /// refs of nodes that file no longer declares. Read only for files outside
+    /// the project (`engine::view_file`): an in-project view's name spells its
+    /// file relative to the project, which stays right when it is copied.
     pub fn note_pipeline_file(&self, file: &Path) -> Result<()> {
         if self.view == MAIN_VIEW {
             return Ok(());
