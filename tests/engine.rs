@@ -257,6 +257,26 @@ fn gc_keep_keeps_older_builds_to_restore() {
 }
 
 #[test]
+fn gc_keep_keeps_the_newest_older_builds_even_within_one_second() {
+    let p = Proj::with_pipeline(
+        "[nodes.notes]\nkind = \"source\"\npath = \"notes\"\n\
+         [nodes.n]\nkind = \"command\"\ninputs = [\"notes\"]\n\
+         run = \"cat $PAI_IN_NOTES/a.txt > $PAI_OUT/n\"\noutputs = [\"n\"]\n",
+    );
+    // Five versions in quick succession (well within a second or two).
+    for v in 0..5 {
+        p.write("notes/a.txt", &format!("version {v}\n"));
+        p.build(&[]);
+    }
+    p.json(&["gc", "--keep", "1"]);
+    // The newest older build (version 3) survives; the others are gone.
+    p.write("notes/a.txt", "version 3\n");
+    assert_eq!(p.build(&[])["n"], "restored");
+    p.write("notes/a.txt", "version 0\n");
+    assert_eq!(p.build(&[])["n"], "built");
+}
+
+#[test]
 fn gc_temporaries_drops_temporary_outputs_but_keeps_the_build_fresh() {
     let pipeline = r#"
 [nodes.trainer]

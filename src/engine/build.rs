@@ -613,6 +613,7 @@ fn commit(
         });
     }
     let content = content_hash(&outputs);
+    let (built_at, built_at_nanos) = store::now();
     let rec = Record {
         key,
         node: node.to_string(),
@@ -626,7 +627,8 @@ fn commit(
         content,
         files: Vec::new(),
         seconds,
-        built_at: store::now_secs(),
+        built_at,
+        built_at_nanos,
         ran_on,
         summary,
     };

@@ -459,6 +459,7 @@ pub fn source_record(
     key: String,
     listing: &source::Listing,
 ) -> Record {
+    let (built_at, built_at_nanos) = crate::store::now();
     Record {
         key,
         node: node.to_string(),
@@ -472,7 +473,8 @@ pub fn source_record(
         content: listing.content.clone(),
         files: listing.files.clone(),
         seconds: 0.0,
-        built_at: crate::store::now_secs(),
+        built_at,
+        built_at_nanos,
         ran_on: None,
         summary: None,
     }

@@ -154,7 +154,11 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
     }
     let mut kept: HashSet<String> = current.clone();
     for recs in by_node.values_mut() {
-        recs.sort_by(|a, b| b.built_at.cmp(&a.built_at).then(a.key.cmp(&b.key)));
+        recs.sort_by(|a, b| {
+            (b.built_at, b.built_at_nanos)
+                .cmp(&(a.built_at, a.built_at_nanos))
+                .then(a.key.cmp(&b.key))
+        });
         kept.extend(recs.iter().take(opts.keep).map(|r| r.key.clone()));
     }
 

@@ -91,7 +91,11 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<RecFile>,
     pub seconds: f64,
+    /// When it was built: seconds since the epoch, and the nanoseconds
+    /// within that second (so builds in one second still order, `gc --keep`).
     pub built_at: u64,
+    #[serde(default)]
+    pub built_at_nanos: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ran_on: Option<RanOn>,
     /// The step's one-line summary of what it made (e.g. training's final
@@ -183,10 +187,15 @@ pub fn pairs_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String
 }
 
 pub fn now_secs() -> u64 {
+    now().0
+}
+
+/// Now, as (seconds since the epoch, nanoseconds within the second).
+pub fn now() -> (u64, u32) {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .map(|d| (d.as_secs(), d.subsec_nanos()))
+        .unwrap_or((0, 0))
 }
 
 impl Store {
