@@ -45,7 +45,7 @@ pub fn acquire(cache: &Path, what: &str, notify: &dyn Fn(&str)) -> Result<StoreL
         }
     }
     // Atomic, so a waiting process never reads it half-written.
-    super::write_atomic(
+    super::write_atomic_volatile(
         &cache.join("lock.owner"),
         format!("pid {}: pai {what}\n", std::process::id()).as_bytes(),
     )

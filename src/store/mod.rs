@@ -11,6 +11,9 @@
 //! out folders under `views/<name>/` and share objects and records.
 //! Every write is atomic (temporary file + rename), and a build commits in the
 //! order tmp → objects → record → ref, so a crash at any point leaves a valid store.
+//! Each step is synced to the disk (the file, then its folder entry) before
+//! the next begins, so a power cut cannot leave a record whose objects, or a
+//! ref whose record, never reached the disk (see [`durable`]).
 
 use std::fs;
 use std::io::Write;
@@ -115,10 +118,78 @@ pub struct Store {
     pub view: String,
 }
 
-/// Writes `bytes` to `path` atomically: a crash leaves the old file or the new one.
+static DURABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether store writes are synced to the disk (always, but for `pai bench
+/// engine`, which turns it off to measure what syncing costs).
+pub fn durable() -> bool {
+    DURABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// For benchmarks only: a store that does not sync survives a crash of pai
+/// but not a power cut.
+pub fn set_durable(on: bool) {
+    DURABLE.store(on, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Flushes a folder's entries (a rename into it, a new file) to the disk.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    if durable() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {} to the disk", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Flushes a file's bytes to the disk.
+pub fn sync_file(path: &Path) -> Result<()> {
+    if durable() {
+        fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {} to the disk", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically and durably: a crash or a power cut
+/// leaves the old file or the new one, and once it returns the new one is on
+/// the disk.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_to(path, bytes, durable())
+}
+
+/// [`write_atomic`] without the syncs, for files whose loss costs nothing
+/// but time (the stat cache, the lock's owner note).
+pub fn write_atomic_volatile(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_to(path, bytes, false)
+}
+
+/// `create_dir_all`, and when `sync`, each new folder's entry flushed to the
+/// disk (its parent synced), so what is renamed into it later is reachable.
+pub fn create_dirs(dir: &Path, sync: bool) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = parent {
+        create_dirs(p, sync)?;
+    }
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("creating {}", dir.display()));
+        }
+        _ => {}
+    }
+    if sync && let Some(p) = parent {
+        sync_dir(p)?;
+    }
+    Ok(())
+}
+
+fn write_atomic_to(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().context("path has no parent")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_dirs(dir, sync)?;
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
@@ -129,8 +200,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)
         .with_context(|| format!("writing {}", tmp.display()))?;
+    if sync {
+        f.sync_all()
+            .with_context(|| format!("syncing {} to the disk", tmp.display()))?;
+    }
     drop(f);
     fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    if sync {
+        sync_dir(dir)?;
+    }
     Ok(())
 }
 
@@ -317,12 +395,17 @@ impl Store {
             }
             .with_context(|| format!("removing the damaged object {}", dst.display()))?;
         }
-        fs::create_dir_all(dst.parent().context("object path")?)?;
+        let shard = dst.parent().context("object path")?;
+        create_dirs(shard, durable())?;
         let mut perm = fs::metadata(src)?.permissions();
         perm.set_readonly(true);
         fs::set_permissions(src, perm)?;
+        // The bytes reach the disk before the name does, and the name before
+        // any record that points at it.
+        sync_file(src)?;
         fs::rename(src, &dst)
             .with_context(|| format!("moving {} into the store", src.display()))?;
+        sync_dir(shard)?;
         Ok((hash, bytes))
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::write_atomic;
+use super::write_atomic_volatile as write_atomic;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {
