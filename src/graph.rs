@@ -71,8 +71,10 @@ pub fn plan_order(p: &Pipeline, targets: &[usize]) -> Vec<usize> {
     let g = build(p);
     let rev = Reversed(&g);
     let mut needed = vec![false; p.nodes.len()];
+    // One walk for all targets: what one target reached is not walked again.
+    let mut dfs = Dfs::empty(rev);
     for &t in targets {
-        let mut dfs = Dfs::new(rev, NodeIndex::new(t));
+        dfs.move_to(NodeIndex::new(t));
         while let Some(v) = dfs.next(rev) {
             needed[v.index()] = true;
         }

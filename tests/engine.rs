@@ -701,3 +701,22 @@ temporary = ["optimizer.bin"]
     assert!(!p.path("cache/out/trainer/optimizer.bin").exists());
     assert_eq!(r["kept_bytes"], 5000);
 }
+
+#[test]
+fn a_project_named_by_a_relative_path_hands_commands_absolute_folders() {
+    let p = Proj::with_pipeline(
+        "[nodes.notes]\nkind = \"source\"\npath = \"notes\"\n\
+         [nodes.c]\nkind = \"command\"\ninputs = [\"notes\"]\n\
+         run = \"cat $PAI_IN_NOTES/a.txt > $PAI_OUT/x\"\noutputs = [\"x\"]\n",
+    );
+    let name = p.dir().file_name().unwrap();
+    let out = std::process::Command::new(BIN)
+        .current_dir(p.dir().parent().unwrap())
+        .arg("-C")
+        .arg(name)
+        .arg("build")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.read("cache/out/c/x"), "alpha\n");
+}

@@ -144,11 +144,18 @@ pub fn pipeline_path(dir: &Path, file: Option<&Path>) -> PathBuf {
 
 /// The store of a project folder, with the refs of the given pipeline file,
 /// for commands that need no parsed pipeline (`gc`, `verify`).
+/// The store's root is absolute (see [`Project::open`]).
 pub fn store_at(dir: &Path, file: Option<&Path>) -> Store {
     Store::new(
-        dir.join("cache"),
+        absolute(dir).join("cache"),
         &view_name(dir, &pipeline_path(dir, file)),
     )
+}
+
+/// A folder as an absolute path (lexically, so links stay as the user wrote
+/// them; unchanged if the working folder cannot be read).
+fn absolute(dir: &Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 impl Project {
@@ -156,8 +163,11 @@ impl Project {
     /// relative to `dir`.
     pub fn open(dir: &Path, file: Option<&Path>) -> Result<Project> {
         let pipeline = spec::load(&pipeline_path(dir, file))?;
+        // Absolute: nodes run in the project folder, so every path handed to
+        // them (`$PAI_OUT`, `$PAI_IN_*`, work folders) must not be relative
+        // to where pai was started (`pai -C sub build`).
         Ok(Project {
-            dir: dir.to_path_buf(),
+            dir: absolute(dir),
             store: store_at(dir, file),
             pipeline,
         })
@@ -185,8 +195,13 @@ impl Project {
             return Ok(vec![self.pipeline.node(d)?]);
         }
         let p = &self.pipeline;
+        let consumed: std::collections::HashSet<&str> = p
+            .nodes
+            .iter()
+            .flat_map(|n| n.inputs.iter().map(|s| s.as_str()))
+            .collect();
         let sinks: Vec<usize> = (0..p.nodes.len())
-            .filter(|&i| !p.nodes.iter().any(|n| n.inputs.contains(&p.nodes[i].name)))
+            .filter(|&i| !consumed.contains(p.nodes[i].name.as_str()))
             .collect();
         if sinks.is_empty() {
             return Err(UsageError("the pipeline has no nodes to build".into()).into());
