@@ -1,7 +1,6 @@
 //! Running a build: nodes in dependency order, independent ones in parallel
 //! (`-j`), GPU nodes one at a time, each committed atomically to the store.
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -105,9 +104,29 @@ pub fn build(
                 .collect()
         })
         .collect();
-    let mut waiting: Vec<usize> = order.clone();
-    let mut finished: HashSet<usize> = HashSet::new();
-    let mut failed: HashSet<usize> = HashSet::new();
+    // The scheduler is linear in nodes and edges: each waiting node counts
+    // its unfinished inputs, and the ready ones start in plan order.
+    let mut rank = vec![usize::MAX; n];
+    for (r, &idx) in order.iter().enumerate() {
+        rank[idx] = r;
+    }
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut unfinished = vec![0usize; n];
+    for &idx in &order {
+        for &d in &deps[idx] {
+            if rank[d] != usize::MAX {
+                dependents[d].push(idx);
+                unfinished[idx] += 1;
+            }
+        }
+    }
+    // Ranks of the nodes not started yet, and of those of them ready to.
+    let mut waiting: std::collections::BTreeSet<usize> = (0..order.len()).collect();
+    let mut ready: std::collections::BTreeSet<usize> = order
+        .iter()
+        .filter(|&&idx| unfinished[idx] == 0)
+        .map(|&idx| rank[idx])
+        .collect();
     let mut reports = Vec::new();
     let jobs = opts.jobs.max(1);
     let (tx, rx) = std::sync::mpsc::channel::<(usize, NodeReport)>();
@@ -115,27 +134,13 @@ pub fn build(
         let mut running = 0usize;
         let mut stop = false;
         loop {
-            // Skip nodes whose inputs failed.
-            let mut i = 0;
-            while i < waiting.len() {
-                let idx = waiting[i];
-                if deps[idx].iter().any(|d| failed.contains(d)) {
-                    waiting.remove(i);
-                    failed.insert(idx);
-                    reports.push(skipped(project, idx, "an input failed", ui));
-                } else {
-                    i += 1;
-                }
-            }
             // Start what is ready (after a failure, start nothing new).
             while !stop && running < jobs {
-                let Some(pos) = waiting
-                    .iter()
-                    .position(|&idx| deps[idx].iter().all(|d| finished.contains(d)))
-                else {
+                let Some(r) = ready.pop_first() else {
                     break;
                 };
-                let idx = waiting.remove(pos);
+                waiting.remove(&r);
+                let idx = order[r];
                 running += 1;
                 let tx = tx.clone();
                 let b = &builder;
@@ -156,16 +161,36 @@ pub fn build(
                 r.error.as_deref(),
                 r.summary.as_deref(),
             );
-            if r.status == NodeStatus::Failed {
-                failed.insert(idx);
-                stop = true;
-            } else {
-                finished.insert(idx);
-            }
+            let ok = r.status != NodeStatus::Failed;
             reports.push(r);
+            if ok {
+                for &w in &dependents[idx] {
+                    unfinished[w] -= 1;
+                    if unfinished[w] == 0 {
+                        ready.insert(rank[w]);
+                    }
+                }
+            } else {
+                stop = true;
+                // Everything downstream of the failure is skipped, in plan order.
+                let mut below = std::collections::BTreeSet::new();
+                let mut stack = vec![idx];
+                while let Some(v) = stack.pop() {
+                    for &w in &dependents[v] {
+                        if waiting.remove(&rank[w]) {
+                            below.insert(rank[w]);
+                            stack.push(w);
+                        }
+                    }
+                }
+                for r in below {
+                    ready.remove(&r);
+                    reports.push(skipped(project, order[r], "an input failed", ui));
+                }
+            }
         }
         // Nodes never started because of a failure elsewhere.
-        for idx in waiting.drain(..) {
+        for idx in std::mem::take(&mut waiting).into_iter().map(|r| order[r]) {
             reports.push(skipped(
                 project,
                 idx,
