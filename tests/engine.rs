@@ -720,3 +720,19 @@ fn a_project_named_by_a_relative_path_hands_commands_absolute_folders() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(p.read("cache/out/c/x"), "alpha\n");
 }
+
+#[test]
+fn bench_engine_measures_what_syncing_costs_on_the_data_end() {
+    let p = Proj::new();
+    let (r, code) = p.json(&[
+        "bench", "engine", "--files", "40", "--bytes", "400K", "--runs", "2",
+    ]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["data_end_targets"], serde_json::json!(["packed"]), "{r}");
+    let synced = r["data_end_build_seconds_synced"].as_f64().unwrap();
+    let unsynced = r["data_end_build_seconds_unsynced"].as_f64().unwrap();
+    assert!(synced > 0.0 && unsynced > 0.0, "{r}");
+    assert!((r["data_end_sync_cost"].as_f64().unwrap() - synced / unsynced).abs() < 1e-9);
+    // The scratch store is gone; the project's own store holds the timed builds.
+    assert!(p.build(&["packed"]).values().all(|s| s == "fresh"));
+}

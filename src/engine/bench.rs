@@ -34,6 +34,14 @@ pub struct EngineBench {
     pub cold_vs_baseline: f64,
     pub noop_status_ms_median: f64,
     pub noop_status_ms_min: f64,
+    /// What syncing commits to the disk costs (`store::durable`): the same
+    /// no-op build, and a build of the data end (every node up to the `pack`
+    /// nodes) into an empty store, with and without syncs (best of two each).
+    pub noop_build_ms_unsynced: f64,
+    pub data_end_targets: Vec<String>,
+    pub data_end_build_seconds_synced: f64,
+    pub data_end_build_seconds_unsynced: f64,
+    pub data_end_sync_cost: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -133,6 +141,16 @@ pub fn engine(
         }
     }
 
+    // What durability costs: the same no-op build without syncs (it writes
+    // nothing, so about the same), and the data end built from scratch.
+    crate::store::set_durable(false);
+    let unsynced = (0..runs.max(1))
+        .map(|_| noop_build(dir, file, &targets, &quiet).map(|(ms, _)| ms))
+        .collect::<Result<Vec<f64>>>();
+    crate::store::set_durable(true);
+    let noop_unsynced = median(unsynced?);
+    let (data_end_targets, synced, unsynced) = data_end_bench(dir, file, ui)?;
+
     // 2. A generated corpus.
     let root = std::env::temp_dir().join(format!("pai-bench-{}", std::process::id()));
     let result = corpus_bench(&root, files, bytes, runs, ui);
@@ -154,7 +172,76 @@ pub fn engine(
         cold_vs_baseline: base / cold,
         noop_status_ms_median: median(noop.clone()),
         noop_status_ms_min: min(&noop),
+        noop_build_ms_unsynced: noop_unsynced,
+        data_end_targets,
+        data_end_build_seconds_synced: synced,
+        data_end_build_seconds_unsynced: unsynced,
+        data_end_sync_cost: if unsynced > 0.0 {
+            synced / unsynced
+        } else {
+            0.0
+        },
     })
+}
+
+/// Builds the pipeline's data end (its `pack` nodes and what they read) into
+/// an empty scratch store, synced and unsynced alternately, twice each:
+/// (targets, best synced seconds, best unsynced seconds).
+fn data_end_bench(dir: &Path, file: Option<&Path>, ui: &Ui) -> Result<(Vec<String>, f64, f64)> {
+    let mut project = Project::open(dir, file)?;
+    let targets: Vec<usize> = (0..project.pipeline.nodes.len())
+        .filter(|&i| project.pipeline.nodes[i].kind() == "pack")
+        .collect();
+    if targets.is_empty() {
+        ui.message("bench: the pipeline has no `pack` node; the data-end build is not measured");
+        return Ok((Vec::new(), 0.0, 0.0));
+    }
+    let names = targets
+        .iter()
+        .map(|&i| project.pipeline.nodes[i].name.clone())
+        .collect();
+    ui.message("bench: building the data end into a scratch store, with and without syncs");
+    let quiet = Ui::new(true, false);
+    let scratch = std::env::temp_dir().join(format!("pai-bench-sync-{}", std::process::id()));
+    let mut best = [f64::INFINITY; 2];
+    let result = (|| -> Result<()> {
+        for round in 0..4 {
+            let synced = round % 2 == 0;
+            std::fs::remove_dir_all(&scratch).ok();
+            project.store =
+                crate::store::Store::new(scratch.join("cache"), crate::store::MAIN_VIEW);
+            crate::store::set_durable(synced);
+            let t = Instant::now();
+            let reports = build(
+                &project,
+                &targets,
+                &BuildOptions {
+                    jobs: 2,
+                    adapter: None,
+                },
+                &quiet,
+            );
+            let secs = t.elapsed().as_secs_f64();
+            crate::store::set_durable(true);
+            let failed = reports?
+                .into_iter()
+                .find(|r| r.status == NodeStatus::Failed);
+            if let Some(r) = failed {
+                anyhow::bail!(
+                    "the data end failed at `{}`: {}",
+                    r.name,
+                    r.error.unwrap_or_default()
+                );
+            }
+            let slot = &mut best[usize::from(!synced)];
+            *slot = slot.min(secs);
+        }
+        Ok(())
+    })();
+    crate::store::set_durable(true);
+    std::fs::remove_dir_all(&scratch).ok();
+    result?;
+    Ok((names, best[0], best[1]))
 }
 
 fn corpus_bench(
@@ -286,6 +373,26 @@ impl fmt::Display for EngineBench {
             f,
             "  no-op status: median {:.2} ms, min {:.2} ms   (target < 100 ms)",
             self.noop_status_ms_median, self.noop_status_ms_min
+        )?;
+        writeln!(
+            f,
+            "durability (every commit synced to the disk, the default):"
+        )?;
+        writeln!(
+            f,
+            "  no-op build unsynced: median {:.2} ms (synced: {:.2} ms above)",
+            self.noop_build_ms_unsynced, self.noop_build_ms_median
+        )?;
+        if self.data_end_targets.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "  data end ({}) from an empty store: synced {:.3} s, unsynced {:.3} s, ratio {:.2}",
+            self.data_end_targets.join(", "),
+            self.data_end_build_seconds_synced,
+            self.data_end_build_seconds_unsynced,
+            self.data_end_sync_cost
         )
     }
 }
