@@ -10,7 +10,7 @@ use serde_json::json;
 use pai::engine::{self, BuildOptions, NodeStatus, Project};
 use pai::report::{self, Ui};
 use pai::spec::UsageError;
-use pai::store::{gc, lock, verify};
+use pai::store::{lock, verify};
 use pai::{graph, steps};
 
 #[derive(Parser)]
@@ -64,15 +64,20 @@ enum Command {
         /// Say what would go and how many bytes; delete nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Also delete temporary and log outputs of current builds.
-        #[arg(long)]
-        temporaries: bool,
-        /// Keep the N newest older builds of each node too.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        keep: usize,
+        /// Also delete temporary and log outputs of current builds (`--temporaries=false`
+        /// overrides `temporaries = true` in the [gc] table).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        temporaries: Option<bool>,
+        /// Keep the N newest older builds of each node too [default: 0, or `keep` in [gc]].
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
         /// Also delete temporaries when the kept objects would exceed SIZE (e.g. 10G).
         #[arg(long, value_name = "SIZE")]
         max_size: Option<String>,
+        /// Keep unreachable records and objects younger than this (e.g. 1h, 30m, 0)
+        /// [default: 1h, or `grace` in [gc]].
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
     },
     /// The funnel as built: every node's outputs and sizes, the cache total, what gc would free.
     Du,
@@ -369,6 +374,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             temporaries,
             keep,
             max_size,
+            grace,
         } => {
             let max_size = match max_size {
                 None => None,
@@ -376,68 +382,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     UsageError(format!("--max-size {s:?} is not a size (try 10G, 500M)"))
                 })?),
             };
-            let store = store_for(cli)?;
-            let _lock = lock::acquire(&store.root, "gc", &|m| ui.message(m))?;
-            let drop_refs = engine::undeclared_refs(&project_dir(cli), &store, &ui);
-            let work_keys = engine::pending_keys(&project_dir(cli), &store);
-            let opts = |dry_run: bool, temporaries: bool| gc::GcOptions {
-                dry_run,
-                temporaries,
-                keep: *keep,
-                drop_refs: drop_refs.clone(),
-                work_keys: work_keys.clone(),
+            let grace = match grace {
+                None => None,
+                Some(s) => Some(pai::spec::gc::parse_duration(s).ok_or_else(|| {
+                    UsageError(format!("--grace {s:?} is not a duration (try 1h, 30m, 0)"))
+                })?),
             };
-            // Over the size limit after a plain gc: temporaries go too.
-            let mut temporaries = *temporaries;
-            if let Some(max) = max_size
-                && !temporaries
-            {
-                temporaries = gc::gc(&store, &opts(true, false))?.kept_bytes > max;
-            }
-            let r = gc::gc(&store, &opts(*dry_run, temporaries))?;
-            if let Some(max) = max_size
-                && r.kept_bytes > max
-            {
-                ui.message(&format!(
-                    "note: the current builds alone take {}, more than --max-size {}; \
-                     drop nodes or builds (`--keep 0`) to go lower",
-                    report::size(r.kept_bytes),
-                    report::size(max)
-                ));
-            }
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                let verb = if r.dry_run { "would delete" } else { "deleted" };
-                for n in &r.dropped_refs {
-                    println!("{verb} the builds of `{n}`: no pipeline file declares it any more");
-                }
-                println!(
-                    "{verb} {} objects and {} records{}{}, freeing {}",
-                    r.deleted_objects,
-                    r.deleted_records,
-                    if r.collected_outputs > 0 {
-                        format!(" ({} temporary outputs)", r.collected_outputs)
-                    } else {
-                        String::new()
-                    },
-                    if r.deleted_work > 0 {
-                        format!(
-                            " and {} abandoned work folders ({})",
-                            r.deleted_work,
-                            report::size(r.work_bytes)
-                        )
-                    } else {
-                        String::new()
-                    },
-                    report::size(r.freed_bytes)
-                );
-                println!(
-                    "kept {} objects ({})",
-                    r.kept_objects,
-                    report::size(r.kept_bytes)
-                );
-            }
+            require_project(cli)?;
+            let req = engine::gc::GcRequest {
+                dry_run: *dry_run,
+                temporaries: *temporaries,
+                keep: *keep,
+                max_size,
+                grace,
+            };
+            let r = engine::gc::run(&project_dir(cli), cli.file.as_deref(), &req, &ui)?;
+            show(cli, &r, false)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Du => {

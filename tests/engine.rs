@@ -218,7 +218,7 @@ fn gc_dry_run_deletes_nothing_and_gc_deletes_only_unreachable() {
     p.build(&[]);
     let before = objects(p.dir());
 
-    let (dry, code) = p.json(&["gc", "--dry-run"]);
+    let (dry, code) = p.json(&["gc", "--grace", "0", "--dry-run"]);
     assert_eq!(code, 0);
     assert_eq!(dry["dry_run"], true);
     let would = dry["deleted_objects"].as_u64().unwrap();
@@ -229,7 +229,7 @@ fn gc_dry_run_deletes_nothing_and_gc_deletes_only_unreachable() {
     assert!(dry["freed_bytes"].as_u64().unwrap() > 0);
     assert_eq!(objects(p.dir()), before, "--dry-run deleted something");
 
-    let (done, code) = p.json(&["gc"]);
+    let (done, code) = p.json(&["gc", "--grace", "0"]);
     assert_eq!(code, 0);
     assert_eq!(done["deleted_objects"].as_u64().unwrap(), would);
     assert_eq!(done["freed_bytes"], dry["freed_bytes"]);
@@ -250,7 +250,7 @@ fn gc_keep_keeps_older_builds_to_restore() {
     let doc = p.read("corpus/doc0.md");
     p.write("corpus/doc0.md", &format!("{doc}changed\n"));
     p.build(&[]);
-    let (r, _) = p.json(&["gc", "--keep", "1"]);
+    let (r, _) = p.json(&["gc", "--grace", "0", "--keep", "1"]);
     assert_eq!(r["deleted_objects"], 0, "{r}");
     p.write("corpus/doc0.md", &doc);
     assert_eq!(p.build(&[])["tokenizer"], "restored");
@@ -268,7 +268,7 @@ fn gc_keep_keeps_the_newest_older_builds_even_within_one_second() {
         p.write("notes/a.txt", &format!("version {v}\n"));
         p.build(&[]);
     }
-    p.json(&["gc", "--keep", "1"]);
+    p.json(&["gc", "--grace", "0", "--keep", "1"]);
     // The newest older build (version 3) survives; the others are gone.
     p.write("notes/a.txt", "version 3\n");
     assert_eq!(p.build(&[])["n"], "restored");
@@ -295,12 +295,12 @@ outputs = ["copy.bin"]
     assert!(p.path("cache/out/trainer/checkpoints/step-2.bin").exists());
     let (du, _) = p.json(&["du"]);
     assert_eq!(du["temporary_bytes"], 6, "{du}");
-    let (plain, _) = p.json(&["gc"]);
+    let (plain, _) = p.json(&["gc", "--grace", "0"]);
     assert_eq!(
         plain["deleted_objects"], 0,
         "plain gc keeps temporaries of current builds: {plain}"
     );
-    let (r, _) = p.json(&["gc", "--temporaries"]);
+    let (r, _) = p.json(&["gc", "--grace", "0", "--temporaries"]);
     assert_eq!(r["deleted_objects"], 2, "{r}");
     assert!(!p.path("cache/out/trainer/checkpoints/step-2.bin").exists());
     assert!(p.path("cache/out/trainer/model.bin").exists());
@@ -334,7 +334,7 @@ fn json_documents_have_the_promised_fields() {
         n["name"].is_string() && n["stale"].is_boolean() && n["reasons"].is_array(),
         "{n}"
     );
-    let (g, _) = p.json(&["gc", "--dry-run"]);
+    let (g, _) = p.json(&["gc", "--grace", "0", "--dry-run"]);
     assert!(
         g["dry_run"].is_boolean()
             && g["deleted_objects"].is_number()
@@ -450,7 +450,7 @@ fn other_pipeline_files_keep_their_own_refs() {
         "shared objects and records: {b:?}"
     );
     // The main pipeline's builds are untouched and both survive gc.
-    p.json(&["gc"]);
+    p.json(&["gc", "--grace", "0"]);
     assert!(p.build(&[]).values().all(|s| s == "fresh"));
     assert!(
         p.build(&["-f", "pipelines/small.toml"])
@@ -479,7 +479,7 @@ fn gc_in_a_copied_project_judges_views_by_the_copy_s_own_files() {
         "pipelines/side.toml",
         "[nodes.corpus]\nkind = \"source\"\npath = \"corpus\"\n",
     );
-    let (_, code) = b.json(&["gc"]);
+    let (_, code) = b.json(&["gc", "--grace", "0"]);
     assert_eq!(code, 0);
     let again = b.build(&["-f", "pipelines/side.toml"]);
     assert!(
@@ -592,7 +592,7 @@ fn leftovers_of_a_killed_ref_write_are_not_roots() {
     p.write("corpus/doc0.md", &format!("{doc}more\n"));
     p.build(&[]);
     p.write("cache/refs/.tokenizer.999.0.tmp", &old_key);
-    let (r, _) = p.json(&["gc"]);
+    let (r, _) = p.json(&["gc", "--grace", "0"]);
     assert!(r["deleted_records"].as_u64().unwrap() >= 1, "{r}");
     assert!(
         !p.path(&format!("cache/records/{}.json", old_key.trim()))
@@ -618,7 +618,7 @@ outputs = ["resumed"]
 "#;
     let p = Proj::with_pipeline(pipeline);
     p.build(&[]);
-    p.json(&["gc", "--temporaries"]);
+    p.json(&["gc", "--grace", "0", "--temporaries"]);
     assert!(!p.path("cache/out/up/ckpt.bin").exists());
     p.write(
         "Pipeline.toml",
@@ -640,13 +640,13 @@ fn gc_reclaims_the_builds_of_a_node_removed_from_the_pipeline() {
     // Drop `summary` from the main pipeline only.
     let cut = PIPELINE.find("[nodes.summary]").unwrap();
     p.write("Pipeline.toml", &PIPELINE[..cut]);
-    let (dry, _) = p.json(&["gc", "--dry-run"]);
+    let (dry, _) = p.json(&["gc", "--grace", "0", "--dry-run"]);
     assert_eq!(dry["dropped_refs"], serde_json::json!(["summary"]), "{dry}");
     assert!(
         p.path("cache/refs/summary").exists(),
         "--dry-run dropped a ref"
     );
-    let (r, _) = p.json(&["gc"]);
+    let (r, _) = p.json(&["gc", "--grace", "0"]);
     assert_eq!(r["dropped_refs"], serde_json::json!(["summary"]));
     assert!(!p.path("cache/refs/summary").exists());
     assert!(!p.path("cache/out/summary").exists());
@@ -693,10 +693,10 @@ temporary = ["optimizer.bin"]
 "#;
     let p = Proj::with_pipeline(pipeline);
     p.build(&[]);
-    let (r, _) = p.json(&["gc", "--max-size", "1M"]);
+    let (r, _) = p.json(&["gc", "--grace", "0", "--max-size", "1M"]);
     assert_eq!(r["collected_outputs"], 0, "under the limit: {r}");
     assert!(p.path("cache/out/trainer/optimizer.bin").exists());
-    let (r, _) = p.json(&["gc", "--max-size", "10K"]);
+    let (r, _) = p.json(&["gc", "--grace", "0", "--max-size", "10K"]);
     assert_eq!(r["collected_outputs"], 1, "{r}");
     assert!(!p.path("cache/out/trainer/optimizer.bin").exists());
     assert_eq!(r["kept_bytes"], 5000);
@@ -735,4 +735,136 @@ fn bench_engine_measures_what_syncing_costs_on_the_data_end() {
     assert!((r["data_end_sync_cost"].as_f64().unwrap() - synced / unsynced).abs() < 1e-9);
     // The scratch store is gone; the project's own store holds the timed builds.
     assert!(p.build(&["packed"]).values().all(|s| s == "fresh"));
+}
+
+/// A command node over `notes/a.txt`, built in `versions` versions (the last current).
+fn versions_built(versions: usize, gc_table: &str) -> Proj {
+    let p = Proj::with_pipeline(&format!(
+        "{gc_table}[nodes.notes]\nkind = \"source\"\npath = \"notes\"\n\
+         [nodes.n]\nkind = \"command\"\ninputs = [\"notes\"]\n\
+         run = \"cat $PAI_IN_NOTES/a.txt > $PAI_OUT/n\"\noutputs = [\"n\"]\n"
+    ));
+    for v in 0..versions {
+        p.write("notes/a.txt", &format!("version {v}\n"));
+        p.build(&[]);
+    }
+    p
+}
+
+#[test]
+fn gc_keeps_what_is_younger_than_the_grace_period_and_says_so() {
+    let p = versions_built(2, "");
+    // Default grace (1h): the older build was just written, so it stays.
+    let (r, code) = p.json(&["gc"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["deleted_objects"], 0, "{r}");
+    assert_eq!(r["deleted_records"], 0, "{r}");
+    assert!(
+        r["grace_objects"].as_u64().unwrap() == 0,
+        "its record keeps its objects: {r}"
+    );
+    assert!(
+        r["kept_builds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["by"] == "grace"),
+        "{r}"
+    );
+    let text = String::from_utf8_lossy(&p.run(&["gc", "--dry-run"]).stdout).to_string();
+    assert!(
+        text.contains("younger than the grace period (1h)"),
+        "{text}"
+    );
+    // An object no record names, young: kept and counted as such.
+    let stray = p.path("cache/objects/ff/stray");
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, b"stray").unwrap();
+    let (r, _) = p.json(&["gc", "--grace", "1h"]);
+    assert_eq!(r["grace_objects"], 1, "{r}");
+    assert!(stray.exists());
+    // Grace 0: collected now.
+    let (r, _) = p.json(&["gc", "--grace", "0"]);
+    assert_eq!(r["deleted_records"], 2, "the older `notes` and `n`: {r}");
+    assert!(r["deleted_objects"].as_u64().unwrap() >= 2, "{r}");
+    assert!(!stray.exists());
+}
+
+#[test]
+fn gc_dry_run_names_the_root_that_keeps_each_build_and_the_bytes_of_each_deletion() {
+    let p = versions_built(3, "");
+    p.write("pipelines/side.toml", &p.read("Pipeline.toml"));
+    p.build(&["-f", "pipelines/side.toml"]);
+    let (r, code) = p.json(&["gc", "--dry-run", "--grace", "0", "--keep", "1"]);
+    assert_eq!(code, 0, "{r}");
+    let kept = r["kept_builds"].as_array().unwrap();
+    let of = |node: &str| -> Vec<&serde_json::Value> {
+        kept.iter().filter(|b| b["node"] == node).collect()
+    };
+    // The current build of `n` (shared by both files: one record), and one older.
+    let n = of("n");
+    assert_eq!(n.len(), 2, "{r}");
+    assert!(
+        n.iter().any(|b| b["by"]["current"]["view"].is_string()),
+        "{r}"
+    );
+    assert!(n.iter().any(|b| b["by"]["keep"]["rank"] == 1), "{r}");
+    let deleted = r["deleted_builds"].as_array().unwrap();
+    assert!(
+        deleted
+            .iter()
+            .any(|b| b["node"] == "n" && b["bytes"] == "version 0\n".len()),
+        "{r}"
+    );
+    let out = p.run(&["gc", "--dry-run", "--grace", "0", "--keep", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("current build in "), "{text}");
+    assert!(text.contains("--keep: older build #1"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("delete") && l.contains(" n ")),
+        "{text}"
+    );
+    // A dry run deletes nothing.
+    let (again, _) = p.json(&["gc", "--dry-run", "--grace", "0", "--keep", "1"]);
+    assert_eq!(again["deleted_builds"], r["deleted_builds"]);
+}
+
+#[test]
+fn the_gc_table_sets_defaults_that_the_command_line_overrides() {
+    let p = versions_built(3, "[gc]\nkeep = 1\ngrace = \"0\"\n");
+    // Older builds of `n` gc would delete.
+    let deleted = |r: &serde_json::Value| {
+        r["deleted_builds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["node"] == "n")
+            .count()
+    };
+    let (r, _) = p.json(&["gc", "--dry-run"]);
+    assert_eq!(r["settings"]["keep"], 1, "{r}");
+    assert_eq!(r["settings"]["grace"], 0, "{r}");
+    assert_eq!(
+        deleted(&r),
+        1,
+        "keep = 1 keeps one of the two older builds: {r}"
+    );
+    let (r, _) = p.json(&["gc", "--dry-run", "--keep", "0"]);
+    assert_eq!(deleted(&r), 2, "{r}");
+    let (r, _) = p.json(&["gc", "--dry-run", "--grace", "1h"]);
+    assert_eq!(deleted(&r), 0, "{r}");
+    // A bad value is a plan-time error with its place and the fix.
+    let bad = p
+        .read("Pipeline.toml")
+        .replace("grace = \"0\"", "grace = \"soon\"");
+    p.write("Pipeline.toml", &bad);
+    let out = p.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Pipeline.toml:3:") && err.contains("not a duration"),
+        "{err}"
+    );
+    assert!(err.contains("grace = \"1h\""), "{err}");
 }

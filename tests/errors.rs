@@ -385,7 +385,7 @@ fn cleanup_follows_no_symbolic_link_a_command_left_in_tmp() {
     perm.set_readonly(true);
     std::fs::set_permissions(&ro, perm).unwrap();
     p.build(&[]);
-    let out = p.run(&["gc"]);
+    let out = p.run(&["gc", "--grace", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(readonly(&ro), "gc made a file outside the store writable");
     assert_eq!(p.read("keep/ro.txt"), "mine\n");
@@ -438,7 +438,7 @@ fn an_unreadable_ref_is_damage_verify_reports_and_gc_refuses() {
         assert_eq!(v["bad_refs"], serde_json::json!(["tokens"]), "{v}");
         let err = fails_with(
             &p,
-            &["gc"],
+            &["gc", "--grace", "0"],
             1,
             &["refs/tokens", "pai verify --repair", "pai build tokens"],
         );
@@ -453,7 +453,7 @@ fn an_unreadable_ref_is_damage_verify_reports_and_gc_refuses() {
     assert_eq!(code, 0, "{v}");
     p.build(&[]);
     assert!(p.path("cache/refs/tokens").exists());
-    assert!(p.run(&["gc"]).status.success());
+    assert!(p.run(&["gc", "--grace", "0"]).status.success());
 }
 
 #[test]

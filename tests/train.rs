@@ -294,23 +294,23 @@ fn gc_keeps_a_resumable_work_folder_until_no_node_would_build_its_key() {
             .collect()
     };
     assert_eq!(work_dirs(&p).len(), 1);
-    let (v, code) = p.json(&["gc"]);
+    let (v, code) = p.json(&["gc", "--grace", "0"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["deleted_work"], 0, "the key is still wanted: {v}");
     assert_eq!(work_dirs(&p).len(), 1);
     // A changed parameter: no node builds that key any more.
     p.write("Pipeline.toml", &pipeline(401, ""));
-    let (v, _) = p.json(&["gc", "--dry-run"]);
+    let (v, _) = p.json(&["gc", "--grace", "0", "--dry-run"]);
     assert_eq!(v["deleted_work"], 1, "{v}");
     assert_eq!(work_dirs(&p).len(), 1, "dry run deletes nothing");
     // A folder whose lock a live process holds is in use: gc leaves it.
     let dir = work_dirs(&p).remove(0);
     let lock = std::fs::File::open(dir.with_extension("lock")).unwrap();
     lock.lock().unwrap();
-    let (v, _) = p.json(&["gc"]);
+    let (v, _) = p.json(&["gc", "--grace", "0"]);
     assert_eq!(v["deleted_work"], 0, "a held folder is live: {v}");
     drop(lock);
-    let (v, _) = p.json(&["gc"]);
+    let (v, _) = p.json(&["gc", "--grace", "0"]);
     assert_eq!(v["deleted_work"], 1, "{v}");
     assert!(v["work_bytes"].as_u64().unwrap() > 0);
     assert!(work_dirs(&p).is_empty());
@@ -352,4 +352,26 @@ fn a_diverging_run_stops_naming_the_step() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("diverged at step 2"), "{err}");
     assert!(!p.path("cache/refs/train").exists());
+}
+
+#[test]
+fn after_gc_temporaries_nothing_rebuilds_and_a_retrain_starts_from_the_init_model() {
+    let p = Proj::with_pipeline(&pipeline(8, ""));
+    p.build(&["train"]);
+    let (r, code) = p.json(&["gc", "--temporaries", "--grace", "0"]);
+    assert_eq!(code, 0, "{r}");
+    assert!(r["collected_outputs"].as_u64().unwrap() > 0, "{r}");
+    let again = p.build(&["train"]);
+    assert!(again.values().all(|s| s == "fresh"), "{again:?}");
+    // A train parameter edit: the init model is still there, so only train runs.
+    p.write("Pipeline.toml", &pipeline(9, ""));
+    let retrain = p.build(&["train"]);
+    assert_eq!(retrain["train"], "built", "{retrain:?}");
+    assert_eq!(retrain["init"], "fresh", "{retrain:?}");
+    let steps: Vec<u64> = log_lines(&p)
+        .iter()
+        .filter(|l| l["loss"].is_number())
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=9).collect::<Vec<u64>>(), "trained from step 1");
 }

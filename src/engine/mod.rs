@@ -12,6 +12,7 @@ use crate::store::{MAIN_VIEW, RecInput, RecShader, Record, Store};
 
 pub mod bench;
 mod build;
+pub mod gc;
 pub mod source;
 
 pub use build::{BuildOptions, NodeReport, NodeStatus, build};
@@ -820,6 +821,8 @@ pub fn du(project: &Project) -> Result<DuReport> {
             keep: 0,
             drop_refs,
             work_keys: pending_keys(&project.dir, store),
+            // Reclaimable: all that nothing reaches, young or not.
+            grace: 0,
         },
     )?;
     Ok(DuReport {

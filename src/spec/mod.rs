@@ -10,6 +10,9 @@ use toml::de::{DeTable, DeValue};
 
 use crate::steps::{self, Inputs, ParamType, Params, Value};
 
+pub mod gc;
+pub use gc::GcDefaults;
+
 /// A bad pipeline file or bad invocation: exit code 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -45,6 +48,8 @@ pub struct Pipeline {
     pub text: String,
     pub default: Option<String>,
     pub nodes: Vec<Node>,
+    /// The `[gc]` table: defaults for `pai gc`.
+    pub gc: GcDefaults,
     index: HashMap<String, usize>,
 }
 
@@ -236,7 +241,7 @@ pub fn parse(path: &Path, text: String) -> Result<Pipeline, UsageError> {
     let mut diags = Vec::new();
     let result = parse_inner(&text, &mut diags);
     match result {
-        Some((default, nodes)) if diags.is_empty() => {
+        Some((default, nodes, gc)) if diags.is_empty() => {
             let index = nodes
                 .iter()
                 .enumerate()
@@ -247,6 +252,7 @@ pub fn parse(path: &Path, text: String) -> Result<Pipeline, UsageError> {
                 text,
                 default,
                 nodes,
+                gc,
                 index,
             };
             if let Err(cycle) = crate::graph::find_cycle(&p) {
@@ -269,7 +275,7 @@ pub fn parse(path: &Path, text: String) -> Result<Pipeline, UsageError> {
     }
 }
 
-type Parsed = (Option<String>, Vec<Node>);
+type Parsed = (Option<String>, Vec<Node>, GcDefaults);
 
 fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
     let root = match DeTable::parse(text) {
@@ -287,6 +293,7 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
     let mut default = None;
     let mut default_span = 0..0;
     let mut nodes_table = None;
+    let mut gc_defaults = GcDefaults::default();
     for (key, value) in root.get_ref().iter() {
         match key.get_ref().as_ref() {
             "pipeline" => match value.get_ref() {
@@ -327,10 +334,19 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
                     help: None,
                 }),
             },
+            "gc" => match value.get_ref() {
+                DeValue::Table(t) => gc_defaults = gc::parse(t, diags),
+                _ => diags.push(Diag {
+                    span: value.span(),
+                    message: "`gc` must be a table ([gc] with keep, max_size, temporaries, grace)"
+                        .into(),
+                    help: None,
+                }),
+            },
             other => diags.push(Diag {
                 span: key.span(),
                 message: format!("unknown top-level key `{other}`"),
-                help: did_you_mean(other, &["pipeline", "nodes"]),
+                help: did_you_mean(other, &["pipeline", "nodes", "gc"]),
             }),
         }
     }
@@ -676,7 +692,7 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
             help: did_you_mean(d, &node_names),
         });
     }
-    Some((default, nodes))
+    Some((default, nodes, gc_defaults))
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! their records and live outputs, plus `--keep N` older builds per node.
 //! `--temporaries` also collects the temporary and log outputs of current
 //! builds (optimizer states, checkpoints, snapshots, logs). Work folders go
-//! once no pipeline file's node would build their key. Call with the lock held.
+//! once no pipeline file's node would build their key. Records and objects
+//! younger than the grace period are kept even when nothing reaches them, so
+//! a build that just wrote them never loses them. Call with the lock held.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -25,6 +27,39 @@ pub struct GcOptions {
     /// folders may be resumed and are kept. `None` (a pipeline file could
     /// not be planned): keep every work folder.
     pub work_keys: Option<HashSet<String>>,
+    /// Seconds: unreachable records and objects younger than this are kept.
+    pub grace: u64,
+}
+
+/// Why a build is kept.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptBy {
+    /// A ref of a pipeline file (view) names it: the node's current build.
+    Current { view: String },
+    /// `--keep N`: the node's n-th newest older build (1-based).
+    Keep { rank: usize },
+    /// Its record is younger than the grace period.
+    Grace,
+}
+
+/// A build (record) gc keeps, the root that keeps it, and the bytes of its
+/// live outputs.
+#[derive(Serialize, Debug, Clone)]
+pub struct KeptBuild {
+    pub node: String,
+    pub key: String,
+    pub by: KeptBy,
+    pub bytes: u64,
+}
+
+/// A build (record) gc deletes, and the bytes of the objects that go with it
+/// (objects another kept build also holds are not counted).
+#[derive(Serialize, Debug, Clone)]
+pub struct DeletedBuild {
+    pub node: String,
+    pub key: String,
+    pub bytes: u64,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -46,6 +81,14 @@ pub struct GcReport {
     /// again) deleted, and their bytes (part of `freed_bytes`).
     pub deleted_work: usize,
     pub work_bytes: u64,
+    /// Every kept build with the root that keeps it.
+    pub kept_builds: Vec<KeptBuild>,
+    /// Every deleted build with the bytes it frees.
+    pub deleted_builds: Vec<DeletedBuild>,
+    /// Unreachable objects kept because they are younger than the grace
+    /// period, and their bytes.
+    pub grace_objects: usize,
+    pub grace_bytes: u64,
 }
 
 /// Every view of the store, the main one first.
@@ -153,23 +196,69 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         }
     }
     let mut kept: HashSet<String> = current.clone();
+    let mut kept_by: BTreeMap<String, KeptBy> = roots
+        .iter()
+        .map(|(view, _, k)| {
+            (
+                k.clone(),
+                KeptBy::Current {
+                    view: view.view.clone(),
+                },
+            )
+        })
+        .collect();
     for recs in by_node.values_mut() {
         recs.sort_by(|a, b| {
             (b.built_at, b.built_at_nanos)
                 .cmp(&(a.built_at, a.built_at_nanos))
                 .then(a.key.cmp(&b.key))
         });
-        kept.extend(recs.iter().take(opts.keep).map(|r| r.key.clone()));
+        for (i, r) in recs.iter().enumerate() {
+            if i < opts.keep {
+                kept.insert(r.key.clone());
+                kept_by.insert(r.key.clone(), KeptBy::Keep { rank: i + 1 });
+            }
+        }
     }
+    // Young records: a build that just committed (or is committing) them.
+    let young = |path: &std::path::Path| {
+        opts.grace > 0
+            && fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age.as_secs() < opts.grace)
+    };
+    for (path, rec) in &records {
+        if let Some(rec) = rec
+            && !kept.contains(&rec.key)
+            && young(path)
+        {
+            kept.insert(rec.key.clone());
+            kept_by.insert(rec.key.clone(), KeptBy::Grace);
+        }
+    }
+    let object_bytes = |hash: &str| {
+        fs::metadata(store.object_path(hash))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
 
     let mut reachable: HashSet<String> = HashSet::new();
     // Objects held only as temporaries of current builds (see temporary_bytes).
     let mut temporary: HashSet<String> = HashSet::new();
     let mut held: HashSet<String> = HashSet::new();
     let mut changed: Vec<Record> = Vec::new();
+    let mut deleted_recs: Vec<&Record> = Vec::new();
     for (path, rec) in &records {
         match rec {
             Some(rec) if kept.contains(&rec.key) => {
+                report.kept_builds.push(KeptBuild {
+                    node: rec.node.clone(),
+                    key: rec.key.clone(),
+                    by: kept_by.get(&rec.key).cloned().unwrap_or(KeptBy::Grace),
+                    bytes: rec.live_outputs().map(|o| o.bytes).sum(),
+                });
                 let mut rec = rec.clone();
                 if opts.temporaries && current.contains(&rec.key) {
                     let mut touched = false;
@@ -199,11 +288,37 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             }
             _ => {
                 report.deleted_records += 1;
+                match rec {
+                    Some(rec) => deleted_recs.push(rec),
+                    None => report.deleted_builds.push(DeletedBuild {
+                        node: "(unreadable record)".into(),
+                        key: path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().to_string())
+                            .unwrap_or_default(),
+                        bytes: 0,
+                    }),
+                }
                 if !opts.dry_run {
                     fs::remove_file(path).ok();
                 }
             }
         }
+    }
+    // What each deleted build frees: its objects nothing kept holds, each
+    // counted once (measured before anything is deleted).
+    let mut counted: HashSet<&str> = HashSet::new();
+    for rec in deleted_recs {
+        let bytes = rec
+            .live_outputs()
+            .filter(|o| !reachable.contains(&o.hash) && counted.insert(o.hash.as_str()))
+            .map(|o| object_bytes(&o.hash))
+            .sum();
+        report.deleted_builds.push(DeletedBuild {
+            node: rec.node.clone(),
+            key: rec.key.clone(),
+            bytes,
+        });
     }
 
     if !opts.dry_run {
@@ -260,6 +375,13 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             if temporary.contains(&hash) && !held.contains(&hash) {
                 report.temporary_bytes += bytes;
             }
+            continue;
+        }
+        if young(&path) {
+            report.grace_objects += 1;
+            report.grace_bytes += bytes;
+            report.kept_objects += 1;
+            report.kept_bytes += bytes;
             continue;
         }
         report.deleted_objects += 1;

@@ -384,6 +384,11 @@ impl Store {
                 && hash_file(&dst).is_ok_and(|(h, n)| h == hash && n == bytes);
             if intact {
                 fs::remove_file(src).ok();
+                // Adopted by a new build: young again, so gc's grace period
+                // covers it until the record that names it is written.
+                fs::File::open(&dst)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                    .ok();
                 return Ok((hash, bytes));
             }
             // Damaged (or not a file): replaced by the bytes just written.
