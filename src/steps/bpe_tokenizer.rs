@@ -7,6 +7,7 @@ use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+use super::Artifact;
 use super::{
     Default, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx,
     read_verified,
@@ -62,10 +63,10 @@ pub static BPE_TOKENIZER: Kind = Kind {
 };
 
 fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {
-    Ok(vec![OutputDecl::keep(
-        "tokenizer.json",
-        "the tokenizer in Hugging Face format",
-    )])
+    Ok(vec![
+        OutputDecl::keep("tokenizer.json", "the tokenizer in Hugging Face format")
+            .artifact(Artifact::Tokenized),
+    ])
 }
 
 fn run(ctx: &StepCtx) -> Result<()> {

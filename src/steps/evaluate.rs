@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::Artifact;
 use super::models::{self, MODEL_KINDS, ModelInfo};
 use super::{
     Default as D, GpuUse, InputParams, Inputs, Kind, OutputDecl, ParamDecl, ParamType as T, Params,
@@ -37,10 +38,13 @@ pub static EVALUATE: Kind = Kind {
     params: PARAMS,
     inputs: Inputs::Any,
     outputs: |_| {
-        Ok(vec![OutputDecl::keep(
-            "eval.json",
-            "the rows used, and per model: node, kind, format, bytes, val_loss, perplexity",
-        )])
+        Ok(vec![
+            OutputDecl::keep(
+                "eval.json",
+                "the rows used, and per model: node, kind, format, bytes, val_loss, perplexity",
+            )
+            .artifact(Artifact::Logs),
+        ])
     },
     kernels: EVAL_AND_DEQUANT,
     gpu: GpuUse::Yes,

@@ -6,6 +6,7 @@
 use anyhow::{Result, bail};
 use serde_json::json;
 
+use super::Artifact;
 use super::bpe_tokenizer::END_OF_TEXT;
 use super::{
     Default as D, InputDecl, InputView, Inputs, Kind, OutputDecl, ParamDecl, ParamType as T,
@@ -70,7 +71,7 @@ pub static EXPORT: Kind = Kind {
         },
     ]),
     outputs: |_| {
-        Ok(vec![
+        Ok([
             OutputDecl::keep("config.json", "Hugging Face GPT-2 config"),
             OutputDecl::keep("model.safetensors", "the weights"),
             OutputDecl::keep("tokenizer.json", "the tokenizer"),
@@ -80,7 +81,10 @@ pub static EXPORT: Kind = Kind {
             ),
             OutputDecl::keep("special_tokens_map.json", "bos, eos and unk tokens"),
             OutputDecl::keep("generation_config.json", "bos and eos ids for generate()"),
-        ])
+        ]
+        .into_iter()
+        .map(|o| o.artifact(Artifact::FinalWeights))
+        .collect())
     },
     validate: check_weights,
     run,

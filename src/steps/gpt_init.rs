@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, anyhow};
 use tokenizers::Tokenizer;
 
+use super::Artifact;
 use super::bpe_tokenizer::END_OF_TEXT;
 use super::{
     Default as D, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType as T, Params, StepCtx,
@@ -55,8 +56,10 @@ pub static GPT_INIT: Kind = Kind {
             OutputDecl::keep(
                 "model.safetensors",
                 "initial weights (Hugging Face GPT-2 names)",
-            ),
-            OutputDecl::keep("config.json", "Hugging Face GPT-2 config"),
+            )
+            .artifact(Artifact::Initialization),
+            OutputDecl::keep("config.json", "Hugging Face GPT-2 config")
+                .artifact(Artifact::Initialization),
         ])
     },
     validate,

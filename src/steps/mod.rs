@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+pub mod artifact;
 mod bpe_tokenizer;
 mod command;
 pub mod evaluate;
@@ -24,6 +25,7 @@ mod source;
 mod tokenize;
 pub mod train;
 
+pub use artifact::Artifact;
 pub use source::SOURCE_KIND;
 
 /// Every kind pai knows, in the order `pai kinds` lists them.
@@ -242,6 +244,8 @@ pub struct OutputDecl {
     pub retention: Retention,
     pub required: bool,
     pub doc: &'static str,
+    /// The space study's row it belongs to (`pai du`, `pai space`).
+    pub artifact: Artifact,
 }
 
 impl OutputDecl {
@@ -251,6 +255,7 @@ impl OutputDecl {
             retention: Retention::Keep,
             required: true,
             doc,
+            artifact: Artifact::Other,
         }
     }
     pub fn temporary(name: &str, doc: &'static str) -> Self {
@@ -259,6 +264,7 @@ impl OutputDecl {
             retention: Retention::Temporary,
             required: false,
             doc,
+            artifact: Artifact::Other,
         }
     }
     pub fn log(name: &str, doc: &'static str) -> Self {
@@ -267,6 +273,14 @@ impl OutputDecl {
             retention: Retention::Log,
             required: false,
             doc,
+            artifact: Artifact::Logs,
+        }
+    }
+    /// The same output, in the study's row `a`.
+    pub fn artifact(self, a: Artifact) -> Self {
+        OutputDecl {
+            artifact: a,
+            ..self
         }
     }
     /// Whether the name is a glob (`*`, `?` or `[`) rather than one file's name.

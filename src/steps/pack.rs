@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use super::Artifact;
 use super::tokenize::TokensMeta;
 use super::{
     Default, InputDecl, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, SplitMix64, StepCtx,
@@ -83,9 +84,12 @@ pub static PACK: Kind = Kind {
 
 fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {
     Ok(vec![
-        OutputDecl::keep("train.bin", "training rows, (context + 1) u32 each"),
-        OutputDecl::keep("val.bin", "validation rows, (context + 1) u32 each"),
-        OutputDecl::keep("pack.json", "context, row counts, the validation documents"),
+        OutputDecl::keep("train.bin", "training rows, (context + 1) u32 each")
+            .artifact(Artifact::Packed),
+        OutputDecl::keep("val.bin", "validation rows, (context + 1) u32 each")
+            .artifact(Artifact::Packed),
+        OutputDecl::keep("pack.json", "context, row counts, the validation documents")
+            .artifact(Artifact::Packed),
     ])
 }
 

@@ -3,6 +3,7 @@
 
 use anyhow::{Result, bail};
 
+use super::Artifact;
 use super::export::{WEIGHTS_PARAM, check_weights, trained_model};
 use super::{
     Default as D, GpuUse, InputDecl, InputParams, Inputs, Kind, OutputDecl, ParamDecl,
@@ -40,11 +41,19 @@ pub static QUANTIZE: Kind = Kind {
             doc: "embedded in the file",
         },
     ]),
-    outputs: |_| {
-        Ok(vec![OutputDecl::keep(
-            "model.gguf",
-            "GGUF v3, llama.cpp `gpt2`, tokenizer embedded",
-        )])
+    outputs: |p| {
+        let artifact = match p.str("format")? {
+            "q8_0" => Artifact::Model8Bit,
+            "q4_0" => Artifact::Model4Bit,
+            _ => Artifact::FinalWeights,
+        };
+        Ok(vec![
+            OutputDecl::keep(
+                "model.gguf",
+                "GGUF v3, llama.cpp `gpt2`, tokenizer embedded",
+            )
+            .artifact(artifact),
+        ])
     },
     gpu: GpuUse::Yes,
     kernels: crate::gpu::ops::QUANT_KERNELS,

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::Artifact;
 use super::bpe_tokenizer::{END_OF_TEXT, utf8};
 use super::{InputDecl, Inputs, Kind, OutputDecl, Params, StepCtx, read_verified};
 use crate::formats::tokens;
@@ -55,11 +56,12 @@ pub static TOKENIZE: Kind = Kind {
 
 fn outputs(_params: &Params) -> Result<Vec<OutputDecl>> {
     Ok(vec![
-        OutputDecl::keep("tokens.bin", "u32 little-endian token ids"),
+        OutputDecl::keep("tokens.bin", "u32 little-endian token ids").artifact(Artifact::Tokenized),
         OutputDecl::keep(
             "tokens.json",
             "vocabulary size, end-of-text id, document offsets",
-        ),
+        )
+        .artifact(Artifact::Tokenized),
     ])
 }
 

@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
+use super::Artifact;
 use super::{
     Default as D, GpuUse, InputDecl, InputParams, Inputs, Kind, OutputDecl, ParamDecl,
     ParamType as T, Params, SplitMix64, StepCtx,
@@ -103,17 +104,24 @@ pub static TRAIN: Kind = Kind {
     ]),
     outputs: |_| {
         Ok(vec![
-            OutputDecl::keep("config.json", "the model's Hugging Face config (from init)"),
-            OutputDecl::keep("model.safetensors", "weights after the last step"),
-            OutputDecl::keep("best.safetensors", "weights at the best validation loss"),
-            OutputDecl::temporary("optimizer.safetensors", "AdamW m, v and step"),
+            OutputDecl::keep("config.json", "the model's Hugging Face config (from init)")
+                .artifact(Artifact::FinalWeights),
+            OutputDecl::keep("model.safetensors", "weights after the last step")
+                .artifact(Artifact::FinalWeights),
+            OutputDecl::keep("best.safetensors", "weights at the best validation loss")
+                .artifact(Artifact::ValidationSnapshots),
+            OutputDecl::temporary("optimizer.safetensors", "AdamW m, v and step")
+                .artifact(Artifact::OptimizerStates),
             OutputDecl::temporary(
                 "checkpoints/*",
                 "weights + optimizer every checkpoint_every",
-            ),
-            OutputDecl::temporary("snapshots/*", "weights at each evaluation"),
+            )
+            .artifact(Artifact::GradientCheckpoints),
+            OutputDecl::temporary("snapshots/*", "weights at each evaluation")
+                .artifact(Artifact::ValidationSnapshots),
             OutputDecl::log("log.jsonl", "one line per step, then a summary"),
-            OutputDecl::keep("loss.svg", "training and validation loss curves"),
+            OutputDecl::keep("loss.svg", "training and validation loss curves")
+                .artifact(Artifact::Logs),
         ])
     },
     kernels: crate::gpu::ops::TRAIN_KERNELS,
