@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 mod bpe_tokenizer;
-mod command;
+pub mod command;
 pub mod evaluate;
 mod export;
 pub mod generate;
