@@ -1,6 +1,7 @@
 //! The processes a `command` node starts: stopped with pai, ended with their
 //! command, unable to change a stored object afterwards, and their output
-//! streamed to a log rather than held in memory.
+//! streamed to a log rather than held in memory; and what a command sees of
+//! a source: exactly its selected files.
 
 mod common;
 
@@ -294,4 +295,77 @@ outputs = ["o"]
         flood < small + (20 << 10),
         "50 MB of stderr raised pai's peak RSS from {small} KiB to {flood} KiB"
     );
+}
+
+#[test]
+fn a_command_sees_exactly_the_files_its_source_selects() {
+    let pipeline = r#"
+[nodes.src]
+kind = "source"
+path = "data"
+include = ["*.txt"]
+
+[nodes.list]
+kind = "command"
+inputs = ["src"]
+run = "ls $PAI_IN_SRC > $PAI_OUT/ls; cat $PAI_IN_SRC/*.txt > $PAI_OUT/cat; ln $PAI_IN_SRC/a.txt $PAI_OUT/"
+outputs = ["ls", "cat", "a.txt"]
+"#;
+    let p = Proj::with_pipeline(pipeline);
+    p.write("data/a.txt", "alpha\n");
+    p.write("data/c.txt", "gamma\n");
+    p.write("data/b.md", "left out\n");
+    p.build(&[]);
+    let out = p.path("cache/out/list");
+    assert_eq!(
+        std::fs::read_to_string(out.join("ls")).unwrap(),
+        "a.txt\nc.txt\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("cat")).unwrap(),
+        "alpha\ngamma\n"
+    );
+    // A hard link of a selected file is stored as that file's bytes, in
+    // an inode of the store's own.
+    assert_eq!(
+        std::fs::read_to_string(out.join("a.txt")).unwrap(),
+        "alpha\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let user = std::fs::metadata(p.path("data/a.txt")).unwrap();
+    assert_eq!(user.nlink(), 1);
+    assert!(!user.permissions().readonly());
+}
+
+#[test]
+fn a_command_finds_its_folders_when_the_project_is_named_relative() {
+    let pipeline = r#"
+[nodes.src]
+kind = "source"
+path = "data"
+
+[nodes.up]
+kind = "command"
+inputs = ["src"]
+run = "cat $PAI_IN_SRC/a.txt > $PAI_OUT/o"
+outputs = ["o"]
+
+[nodes.down]
+kind = "command"
+inputs = ["up"]
+run = "cp $PAI_IN_UP/o $PAI_OUT/o"
+outputs = ["o"]
+"#;
+    let p = Proj::with_pipeline(pipeline);
+    p.write("data/a.txt", "alpha\n");
+    let name = p.dir().file_name().unwrap();
+    let out = std::process::Command::new(BIN)
+        .current_dir(p.dir().parent().unwrap())
+        .arg("-C")
+        .arg(name)
+        .arg("build")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.read("cache/out/down/o"), "alpha\n");
 }

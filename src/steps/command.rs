@@ -1,13 +1,17 @@
 //! `command`: the escape hatch, like a make rule: runs a shell command.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Default, GpuUse, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx};
+use super::{
+    Default, GpuUse, InputView, Inputs, Kind, OutputDecl, ParamDecl, ParamType, Params, StepCtx,
+};
 use crate::process;
 
 static PARAMS: &[ParamDecl] = &[
@@ -17,7 +21,9 @@ static PARAMS: &[ParamDecl] = &[
         Default::Required,
         "Shell command (`sh -c`), run in the project folder, in a process group of its own. It \
          writes its outputs into `$PAI_OUT`; each input's folder is in `$PAI_IN_<NAME>` (name \
-         upper-cased, `-` as `_`). When the shell exits, whatever it left running in its group is killed, and its outputs are \
+         upper-cased, `-` as `_`): for a `source`, a folder of symbolic links to exactly the files \
+         the source selects (`find -L` walks it; `cp` and `cat` read through the links). When the \
+         shell exits, whatever it left running in its group is killed, and its outputs are \
          copied into the store, so a process that outlived it cannot change them.",
     ),
     ParamDecl::new(
@@ -46,7 +52,8 @@ pub fn env_name(node: &str) -> String {
 
 pub static COMMAND: Kind = Kind {
     name: "command",
-    version: 1,
+    // 2: a source input is a folder of exactly its selected files.
+    version: 2,
     doc: "Runs a shell command. Its key covers the command text and its inputs' contents, not the \
          environment or programs it calls. Its stdout and stderr go to `command.log` in the node's \
          work folder (`cache/work/<key>/`). A non-zero exit fails the node, keeps none of its \
@@ -127,8 +134,8 @@ const TAIL_LINE_CHARS: usize = 240;
 const TAIL_BYTES: u64 = 4096;
 
 /// The folder a command runs in, beside the node's output folder (pai's own
-/// scratch space under `cache/tmp/`): `out/` is its `$PAI_OUT` and `group`
-/// its process group.
+/// scratch space under `cache/tmp/`): `out/` is its `$PAI_OUT`, `in/<node>/`
+/// the selected files of a source input, and `group` its process group.
 /// Removed when the run ends; a killed pai's is removed by the next build.
 pub fn run_folder(out_dir: &Path) -> PathBuf {
     let mut name = out_dir.file_name().unwrap_or_default().to_os_string();
@@ -168,8 +175,14 @@ fn run(ctx: &StepCtx) -> Result<()> {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).current_dir(ctx.project_dir);
     cmd.env("PAI_OUT", &out);
+    let mut links = HashSet::new();
     for input in ctx.inputs {
-        cmd.env(env_name(&input.node), abs(&input.dir)?);
+        let dir = if input.kind == "source" {
+            selected_files(&folder.0.join("in").join(&input.node), input, &mut links)?
+        } else {
+            abs(&input.dir)?
+        };
+        cmd.env(env_name(&input.node), dir);
     }
     // A fresh file: a process of an earlier, killed run may still hold the
     // old one open.
@@ -194,14 +207,44 @@ fn run(ctx: &StepCtx) -> Result<()> {
             .unwrap_or_else(|| "a signal".into());
         bail!("command failed with {code}: {script}\n{}", tail(&log_path));
     }
-    take_outputs(&out, ctx.out_dir)
+    take_outputs(&out, ctx.out_dir, &links)
+}
+
+/// A folder holding exactly the files a source selected (symbolic links to
+/// them, under their relative names), so a command cannot read a file the
+/// source's globs leave out: its edits are not in the key. Each link's
+/// (device, inode) goes into `links`.
+fn selected_files(
+    dir: &Path,
+    input: &InputView,
+    links: &mut HashSet<(u64, u64)>,
+) -> Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for f in &input.files {
+        let link = dir.join(&f.name);
+        if let Some(parent) = link.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let target = std::path::absolute(&f.path)
+            .with_context(|| format!("resolving {}", f.path.display()))?;
+        std::os::unix::fs::symlink(&target, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
+        let m =
+            fs::symlink_metadata(&link).with_context(|| format!("reading {}", link.display()))?;
+        links.insert((m.dev(), m.ino()));
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// Copies what the command wrote into the node's output folder. The copies
 /// are new files no other process has seen: a background process that
 /// outlived the command (or escaped its group) and still holds an output
 /// open, or writes to `$PAI_OUT` by name, changes only the old ones.
-fn take_outputs(from: &Path, to: &Path) -> Result<()> {
+///
+/// A hard link of one of the links to a source's files (`ln $PAI_IN_SRC/a
+/// $PAI_OUT/`: `ln` links the link itself) is taken as the file it points at;
+/// any other symbolic link is refused.
+fn take_outputs(from: &Path, to: &Path, links: &HashSet<(u64, u64)>) -> Result<()> {
     for e in walkdir::WalkDir::new(from).min_depth(1) {
         let e = e.with_context(|| format!("reading {}", from.display()))?;
         let rel = e.path().strip_prefix(from).unwrap_or(e.path());
@@ -209,7 +252,10 @@ fn take_outputs(from: &Path, to: &Path) -> Result<()> {
         let t = e.file_type();
         if t.is_dir() {
             fs::create_dir_all(&dst).with_context(|| format!("creating {}", dst.display()))?;
-        } else if t.is_file() {
+        } else if t.is_file()
+            || t.is_symlink()
+                && fs::symlink_metadata(e.path()).is_ok_and(|m| links.contains(&(m.dev(), m.ino())))
+        {
             fs::copy(e.path(), &dst).with_context(|| format!("copying {}", e.path().display()))?;
         } else {
             let what = fs::symlink_metadata(e.path())
