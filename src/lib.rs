@@ -11,6 +11,7 @@ pub mod formats;
 pub mod gpu;
 pub mod graph;
 pub mod model;
+pub mod process;
 pub mod report;
 pub mod spec;
 pub mod steps;

@@ -244,6 +244,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     .map(|n| n.get())
                     .unwrap_or(1)
             });
+            pai::process::stop_commands_on_signals()?;
             let reports = project.locked_build(
                 &targets,
                 &BuildOptions {
@@ -251,7 +252,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     adapter: cli.adapter.clone(),
                 },
                 &ui,
-            )?;
+            );
+            pai::process::hold_if_stopping();
+            let reports = reports?;
             let ok = reports.iter().all(|r| {
                 matches!(
                     r.status,

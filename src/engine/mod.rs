@@ -175,7 +175,8 @@ impl Project {
     }
 
     /// A build as `pai build` runs it: take the store's lock (saying so while
-    /// waiting), clear what killed runs left, build.
+    /// waiting), end the commands killed runs left running, clear what they
+    /// left, build.
     pub fn locked_build(
         &self,
         targets: &[usize],
@@ -183,6 +184,7 @@ impl Project {
         ui: &crate::report::Ui,
     ) -> Result<Vec<NodeReport>> {
         let _lock = crate::store::lock::acquire(&self.store.root, "build", &|m| ui.message(m))?;
+        crate::process::end_orphans(&self.store.tmp_root(), &|m| ui.message(m));
         self.store.clean_tmp()?;
         build(self, targets, opts, ui)
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 pub mod artifact;
 mod bpe_tokenizer;
-mod command;
+pub mod command;
 pub mod evaluate;
 mod export;
 pub mod generate;
