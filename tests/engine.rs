@@ -868,3 +868,16 @@ fn the_gc_table_sets_defaults_that_the_command_line_overrides() {
     );
     assert!(err.contains("grace = \"1h\""), "{err}");
 }
+
+#[test]
+fn status_after_a_failed_command_points_at_its_log_and_promises_no_resume() {
+    let p = Proj::with_pipeline(
+        "[nodes.c]\nkind = \"command\"\nrun = \"echo oops >&2; exit 3\"\noutputs = [\"x\"]\n",
+    );
+    let out = p.run(&["build"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (s, _) = p.json(&["status"]);
+    let reasons = s["nodes"][0]["reasons"].to_string();
+    assert!(reasons.contains("its log"), "{reasons}");
+    assert!(!reasons.contains("resumes"), "{reasons}");
+}

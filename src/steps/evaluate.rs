@@ -49,10 +49,9 @@ pub static EVALUATE: Kind = Kind {
     kernels: EVAL_AND_DEQUANT,
     gpu: GpuUse::Yes,
     validate: super::export::check_weights,
-    reads_temporaries: false,
-    source: false,
     input_checks: Some(check_inputs),
     run,
+    ..Kind::PLAIN
 };
 
 /// The forward pass and the dequantize kernels (for GGUF inputs).

@@ -453,6 +453,9 @@ pub struct Kind {
     /// temporaries were collected is rebuilt before it runs). Built-in kinds read only `keep`
     /// outputs.
     pub reads_temporaries: bool,
+    /// Resumes from what an interrupted build of the same key left in its
+    /// work folder (`train`'s checkpoints); others only leave logs there.
+    pub resumes: bool,
     /// True for `source`: hashed by the engine, never run, stores nothing.
     pub source: bool,
     /// Checks against the parameters of the input nodes (looked up by role),
@@ -514,6 +517,7 @@ impl Kind {
         gpu: GpuUse::No,
         validate: no_checks,
         reads_temporaries: false,
+        resumes: false,
         source: false,
         input_checks: None,
         run: |ctx| bail!("node `{}`: its kind has no implementation", ctx.node),

@@ -127,6 +127,7 @@ pub static TRAIN: Kind = Kind {
     kernels: crate::gpu::ops::TRAIN_KERNELS,
     gpu: GpuUse::Yes,
     input_checks: Some(check_inputs),
+    resumes: true,
     run,
     ..Kind::PLAIN
 };
