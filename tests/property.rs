@@ -8,14 +8,17 @@
 //!   are objects that exist, are read-only, and hash (BLAKE3) to their name and size;
 //! - every object in the store hashes to its name;
 //! - `pai verify` agrees;
+//! - after a completed `gc`, `out/<node>/` shows every current build's live outputs;
 //!
 //! and after a build that completed: every node it built has a ref, `out/<node>/` holds
 //! the current build's live outputs (and none of its collected ones), byte for byte what
 //! running the same shell commands by hand gives, and a dry run finds everything fresh.
 //!
-//! `PAI_PROP_SEQUENCES` (default 10) sequences of `PAI_PROP_STEPS` (default 50) steps (about 40 s), from
-//! `PAI_PROP_SEED`; sequence `i` uses seed `PAI_PROP_SEED + i`, so a failure reproduces
-//! with `PAI_PROP_SEED=<its seed> PAI_PROP_SEQUENCES=1` (up to where a kill lands).
+//! `PAI_PROP_SEQUENCES` (default 10) sequences of `PAI_PROP_STEPS` (default 50) steps
+//! (about 40 s on two cores), from `PAI_PROP_SEED`; sequence `i` uses seed
+//! `PAI_PROP_SEED + i`, so a failure reproduces with `PAI_PROP_SEED=<its seed>
+//! PAI_PROP_SEQUENCES=1` (up to where a kill lands). A failed sequence keeps its
+//! project folder and prints where.
 
 mod common;
 
@@ -382,6 +385,33 @@ fn check_store(dir: &Path) -> Result<BTreeMap<String, serde_json::Value>, String
     Ok(current)
 }
 
+/// `out/<node>/` of every current build shows exactly its live outputs: what a
+/// completed `gc` leaves (it relinks what a killed run left behind).
+fn check_out(dir: &Path, current: &BTreeMap<String, serde_json::Value>) -> Result<(), String> {
+    let cache = dir.join("cache");
+    for (node, rec) in current {
+        for o in rec["outputs"].as_array().into_iter().flatten() {
+            let (name, hash) = (o["name"].as_str().unwrap(), o["hash"].as_str().unwrap());
+            let shown = cache.join("out").join(node).join(name);
+            if o["collected"].as_bool() == Some(true) {
+                if shown.exists() {
+                    return Err(format!(
+                        "out/{node}/{name} was collected but is still there"
+                    ));
+                }
+                continue;
+            }
+            let (h, _) = blake3_file(&shown)?;
+            if h != hash {
+                return Err(format!(
+                    "out/{node}/{name} hashes to {h}, its current build's object is {hash}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- a sequence
 
 struct Run<'a> {
@@ -486,6 +516,7 @@ impl Run<'_> {
     fn step(&mut self) -> Result<(), String> {
         let roll = self.rng.below(100);
         let mut completed_build: Option<Vec<String>> = None;
+        let mut completed_gc = false;
         match roll {
             // Edit a source file: change, add or delete one (a source keeps one file).
             0..=14 => {
@@ -628,6 +659,7 @@ impl Run<'_> {
                         stderr(&out)
                     ));
                 }
+                completed_gc = !args.contains(&"--dry-run");
             }
             // SIGKILL a build (or a gc) at a random moment.
             _ => {
@@ -663,6 +695,9 @@ impl Run<'_> {
                 }
                 self.wait_for_orphans();
             }
+        }
+        if completed_gc {
+            check_out(self.p.dir(), &check_store(self.p.dir())?)?;
         }
         self.check(completed_build.as_deref())
     }
