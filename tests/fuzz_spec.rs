@@ -259,7 +259,28 @@ fn check(h: &Harness, rng: &mut Rng, gen_name: &str, case: u64, bytes: Vec<u8>, 
     PANIC.with(|p| *p.borrow_mut() = Some(None));
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<(), String> {
         match String::from_utf8(bytes) {
-            Ok(text) => plan(h, rng, Path::new("Pipeline.toml"), text, tally),
+            Ok(text) => {
+                // Now and then through the file and `Project::open`, as `pai -f` reads it:
+                // the same verdict as parsing the text.
+                if rng.pct(3) {
+                    let file = h.dir.join("fuzz.toml");
+                    std::fs::write(&file, &text).unwrap();
+                    let opened = Project::open(&h.dir, Some(Path::new("fuzz.toml")));
+                    let parsed = spec::parse(&file, text.clone());
+                    match (&opened, &parsed) {
+                        (Ok(_), Ok(_)) => {}
+                        (Err(a), Err(b)) if format!("{a:#}") == b.0 => {}
+                        _ => {
+                            return Err(format!(
+                                "Project::open and spec::parse disagree: {:?} against {:?}",
+                                opened.as_ref().err().map(|e| format!("{e:#}")),
+                                parsed.as_ref().err().map(|e| e.0.clone())
+                            ));
+                        }
+                    }
+                }
+                plan(h, rng, Path::new("Pipeline.toml"), text, tally)
+            }
             Err(e) => {
                 // Not UTF-8: what `pai` reads from the disk.
                 let file = h.dir.join("fuzz.toml");
@@ -921,18 +942,40 @@ fn gen_pipeline(rng: &mut Rng) -> Vec<u8> {
     s.into_bytes()
 }
 
-const SHIPPED: &[&str] = &[
-    include_str!("../Pipeline.toml"),
-    include_str!("../pipelines/tiny.toml"),
-    "[nodes.notes]\nkind = \"source\"\npath = \"notes\"\n\n[nodes.summary]\nkind = \"command\"\n\
-     inputs = [\"notes\"]\nrun = \"cat $PAI_IN_NOTES/*.txt | wc -c > $PAI_OUT/count.txt\"\n\
-     outputs = [\"count.txt\", \"log/*.txt\"]\ntemporary = [\"log/*.txt\"]\n",
-];
+/// The project's `Pipeline.toml`, every `pipelines/*.toml`, and a command pipeline with
+/// globs and temporaries.
+fn shipped() -> &'static [String] {
+    static SHIPPED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    SHIPPED.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("Pipeline.toml")];
+        let mut more: Vec<PathBuf> = std::fs::read_dir(root.join("pipelines"))
+            .expect("pipelines/")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        more.sort();
+        files.extend(more);
+        let mut texts: Vec<String> = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
+            .collect();
+        texts.push(
+            "[nodes.notes]\nkind = \"source\"\npath = \"notes\"\n\n[nodes.summary]\n\
+             kind = \"command\"\ninputs = [\"notes\"]\n\
+             run = \"cat $PAI_IN_NOTES/*.txt | wc -c > $PAI_OUT/count.txt\"\n\
+             outputs = [\"count.txt\", \"log/*.txt\"]\ntemporary = [\"log/*.txt\"]\n"
+                .into(),
+        );
+        texts
+    })
+}
 
 /// One of the shipped pipelines (or a generated one), mutated a few times.
 fn gen_mutation(rng: &mut Rng) -> Vec<u8> {
     let mut text: Vec<u8> = if rng.pct(75) {
-        rng.pick(SHIPPED).as_bytes().to_vec()
+        rng.pick(shipped()).as_bytes().to_vec()
     } else {
         gen_pipeline(rng)
     };

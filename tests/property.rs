@@ -649,7 +649,7 @@ impl Run<'_> {
                 if self.rng.pct(10) {
                     args.push("--dry-run");
                 }
-                self.say(format!("{}", args[1..].join(" ")));
+                self.say(args[1..].join(" "));
                 let out = self.pai(&args);
                 if !out.status.success() {
                     return Err(format!(
