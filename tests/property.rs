@@ -845,3 +845,59 @@ fn random_edits_builds_reverts_gcs_and_kills_keep_every_current_build_whole() {
         sequences * steps
     );
 }
+
+/// Found by the property test: two consumers of one producer's temporaries, after
+/// `gc --temporaries`, both rebuilt the producer at once (`-j 2`) in the same tmp
+/// folder, and the build failed with "did not write its declared output".
+#[test]
+fn two_consumers_of_collected_temporaries_rebuild_their_producer_once_at_a_time() {
+    // The producer waits (at most a second) until a second run of it has started,
+    // when `barrier/` exists: two runs at once meet there, one run goes on alone.
+    let run = "if [ -d barrier ]; then touch barrier/$$; i=0; \
+               while [ $(ls barrier | wc -l) -lt 2 ] && [ $i -lt 100 ]; do sleep 0.01; i=$((i+1)); done; fi; \
+               cat $PAI_IN_NOTES/*.txt > $PAI_OUT/out.txt; cat $PAI_IN_NOTES/*.txt $PAI_IN_NOTES/*.txt > $PAI_OUT/tmp.txt";
+    let pipeline = |edit: bool| {
+        let salt = |f: &str| {
+            if edit {
+                format!("; echo 2 >> $PAI_OUT/{f}")
+            } else {
+                String::new()
+            }
+        };
+        let (sa, sb) = (salt("a.txt"), salt("b.txt"));
+        format!(
+            "[nodes.notes]\nkind = \"source\"\npath = \"notes\"\n\
+             [nodes.p]\nkind = \"command\"\ninputs = [\"notes\"]\nrun = {run:?}\n\
+             outputs = [\"out.txt\", \"tmp.txt\"]\ntemporary = [\"tmp.txt\"]\n\
+             [nodes.a]\nkind = \"command\"\ninputs = [\"p\"]\n\
+             run = \"wc -c < $PAI_IN_P/tmp.txt > $PAI_OUT/a.txt{sa}\"\noutputs = [\"a.txt\"]\n\
+             [nodes.b]\nkind = \"command\"\ninputs = [\"p\"]\n\
+             run = \"sort $PAI_IN_P/tmp.txt > $PAI_OUT/b.txt{sb}\"\noutputs = [\"b.txt\"]\n"
+        )
+    };
+    let p = Proj::with_pipeline(&pipeline(false));
+    p.build(&[]);
+    let (_, code) = p.json(&["gc", "--temporaries"]);
+    assert_eq!(code, 0);
+    // Both consumers change, so both must read the producer's temporaries again.
+    p.write("Pipeline.toml", &pipeline(true));
+    std::fs::create_dir(p.path("barrier")).unwrap();
+    let out = p.run(&["--json", "build", "-j", "2"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    let s = statuses(&serde_json::from_slice(&out.stdout).unwrap());
+    assert_eq!(
+        (s["a"].as_str(), s["b"].as_str()),
+        ("built", "built"),
+        "{s:?}"
+    );
+    check_store(p.dir()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(p.path("cache/out/p/tmp.txt")).unwrap(),
+        "alpha\nbeta\nalpha\nbeta\n"
+    );
+}
