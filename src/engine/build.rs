@@ -69,6 +69,10 @@ struct Builder<'a> {
     done: Mutex<Vec<Option<Done>>>,
     /// The single GPU slot: held by a GPU node for its whole run.
     gpu_slot: Mutex<()>,
+    /// One per node: held while a consumer rebuilds it (its collected temporaries,
+    /// a corrupt output), so two consumers never run one producer at once (they
+    /// would share its tmp folder and each delete the other's outputs).
+    rebuilding: Vec<Mutex<()>>,
     /// The build's device, opened by the first step that asks for it.
     gpu: LazyGpu,
 }
@@ -91,6 +95,7 @@ pub fn build(
         ui,
         done: Mutex::new(vec![None; n]),
         gpu_slot: Mutex::new(()),
+        rebuilding: (0..n).map(|_| Mutex::new(())).collect(),
         gpu: LazyGpu::new(opts.adapter.clone()),
     };
     let deps: Vec<Vec<usize>> = project
@@ -267,9 +272,12 @@ impl Builder<'_> {
         let store = &self.project.store;
         loop {
             let (mut decision, listing) = decide(self.project, idx, &self.input_contents(idx))?;
+            // Forced only while temporaries are still missing: another consumer
+            // may have rebuilt them meanwhile.
             if force
                 && listing.is_none()
                 && let Decision::Fresh(rec) | Decision::Restore(rec) = &decision
+                && rec.outputs.iter().any(|o| o.collected)
             {
                 decision = Decision::Build(super::parts_of(rec), rec.key.clone());
             }
@@ -319,6 +327,8 @@ impl Builder<'_> {
                                 );
                             }
                             for (j, force) in rebuild {
+                                let _one =
+                                    self.rebuilding[j].lock().unwrap_or_else(|e| e.into_inner());
                                 let producer = &self.project.pipeline.nodes[j].name;
                                 self.ui.message(&if force {
                                     format!(

@@ -370,6 +370,10 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
         .collect();
     let kind_names: Vec<&str> = steps::registry().iter().map(|s| s.kind()).collect();
     let mut nodes = Vec::new();
+    // Nodes whose parameters have a problem (wrong type, out of range, missing,
+    // or failing the kind's own checks): the checks that assume valid values
+    // (`validate`, `input_checks`, which may divide by them) skip them.
+    let mut bad_params: std::collections::HashSet<String> = Default::default();
     let mut input_spans: Vec<Vec<Range<usize>>> = Vec::new();
     for (key, value) in nodes_table.iter() {
         let name = key.get_ref().to_string();
@@ -424,6 +428,7 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
             }
         };
         let mut params = BTreeMap::new();
+        let diags_before_params = diags.len();
         let mut inputs = Vec::new();
         let mut spans = Vec::new();
         let mut valid_keys: Vec<&str> = vec!["kind", "inputs"];
@@ -526,9 +531,10 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
             }
         }
         let params = Params(params);
-        if step.params().iter().all(|d| params.0.contains_key(d.name))
-            && let Err(msg) = step.validate(&params)
-        {
+        if diags.len() > diags_before_params {
+            bad_params.insert(name.clone());
+        } else if let Err(msg) = step.validate(&params) {
+            bad_params.insert(name.clone());
             diags.push(Diag {
                 span: span.clone(),
                 message: format!("node `{name}`: {msg}"),
@@ -646,10 +652,14 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
         let Some(check) = node.step.input_checks else {
             continue;
         };
+        if bad_params.contains(&node.name) {
+            continue;
+        }
         let find = |name: &str| nodes.iter().find(|n| n.name == name);
         // Everything upstream, breadth first (nearest first); a cycle is reported
         // elsewhere, so each node is visited once.
         let mut upstream = Vec::new();
+        let mut upstream_bad = false;
         let mut seen: Vec<&str> = vec![node.name.as_str()];
         let mut queue: std::collections::VecDeque<&str> =
             node.inputs.iter().map(|s| s.as_str()).collect();
@@ -658,10 +668,14 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
                 continue;
             }
             seen.push(name);
+            upstream_bad |= bad_params.contains(name);
             if let Some(n) = find(name) {
                 upstream.push((n.kind(), &n.params));
                 queue.extend(n.inputs.iter().map(|s| s.as_str()));
             }
+        }
+        if upstream_bad {
+            continue;
         }
         let inputs = steps::InputParams {
             inputs: node
@@ -771,6 +785,17 @@ mod tests {
             "[nodes.a]\nkind = \"source\"\npath = \"x\"\n[nodes.a]\nkind = \"source\"\npath = \"y\"\n",
         );
         assert!(e.contains("P.toml:4:") && e.contains("invalid TOML"), "{e}");
+    }
+
+    #[test]
+    fn an_out_of_range_parameter_is_reported_not_passed_to_the_kinds_checks() {
+        // gpt-init's check divides n_embd by n_head: with n_head = 0 it panicked.
+        let e = err(
+            "[nodes.c]\nkind = \"source\"\npath = \"c\"\n[nodes.t]\nkind = \"bpe-tokenizer\"\n\
+             inputs = [\"c\"]\n[nodes.i]\nkind = \"gpt-init\"\ninputs = [\"t\"]\nn_head = 0\n",
+        );
+        assert!(e.contains("`n_head` = 0 is out of range"), "{e}");
+        assert!(!e.contains("does not divide"), "{e}");
     }
 
     #[test]

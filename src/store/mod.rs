@@ -626,14 +626,38 @@ pub fn make_writable(p: &Path) {
     }
 }
 
-/// Removes a file, a folder (its tree made writable first) or a symbolic
-/// link (the link alone), without following any link.
+/// Makes the folders under `p` (`p` included) open to their owner, so their
+/// entries can be removed. Files keep their mode: unlinking a file needs no
+/// permission on the file itself, and a file here may be a hard link of a
+/// store object (`out/<node>/…`, or an input a command linked into its
+/// output folder), which must stay read-only. Follows no symbolic link.
+fn make_dirs_writable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let walk = walkdir::WalkDir::new(p)
+        .follow_links(false)
+        .follow_root_links(false);
+    for e in walk.into_iter().flatten() {
+        if !e.file_type().is_dir() {
+            continue;
+        }
+        if let Ok(m) = e.metadata() {
+            let mode = m.permissions().mode();
+            if mode & 0o700 != 0o700 {
+                fs::set_permissions(e.path(), fs::Permissions::from_mode(mode | 0o700)).ok();
+            }
+        }
+    }
+}
+
+/// Removes a file, a folder (its folders opened first; its files' modes, which
+/// may be those of store objects, untouched) or a symbolic link (the link
+/// alone), without following any link.
 pub fn remove_entry(p: &Path) -> std::io::Result<()> {
     match fs::symlink_metadata(p) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
         Ok(m) if m.is_dir() => {
-            make_writable(p);
+            make_dirs_writable(p);
             fs::remove_dir_all(p)
         }
         Ok(_) => fs::remove_file(p),
@@ -672,6 +696,29 @@ mod tests {
             assert_eq!(n, len as u64);
             assert_eq!(h, blake3::hash(&bytes).to_hex().to_string(), "{len} bytes");
         }
+    }
+
+    #[test]
+    fn removing_a_folder_of_hard_links_leaves_the_linked_objects_read_only() {
+        // `out/<node>/` holds hard links of objects: replacing it (a relink after
+        // `gc --temporaries`) made the objects 666, so writing to an out file
+        // changed the store.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("cache"), MAIN_VIEW);
+        fs::create_dir_all(store.tmp_root()).unwrap();
+        let src = store.tmp_root().join("x");
+        fs::write(&src, b"object\n").unwrap();
+        let (hash, _) = store.put_file(&src).unwrap();
+        let obj = store.object_path(&hash);
+        let out = dir.path().join("out/n");
+        fs::create_dir_all(out.join("sub")).unwrap();
+        fs::hard_link(&obj, out.join("x")).unwrap();
+        fs::hard_link(&obj, out.join("sub/x")).unwrap();
+        remove_entry(&out).unwrap();
+        assert!(!out.exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&obj).unwrap().permissions().mode();
+        assert_eq!(mode & 0o222, 0, "the object is writable: {mode:o}");
     }
 
     #[test]
