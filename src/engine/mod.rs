@@ -556,11 +556,18 @@ pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
                         let mut r = reasons(&project.store, &node.name, Some(&parts), files);
                         let work = project.store.work_path(&key);
                         if std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some()) {
-                            r.push(format!(
-                                "an interrupted build of this key left {} of resumable state in {}: it resumes from there",
-                                crate::report::size(crate::store::dir_size(&work)),
-                                work.display()
-                            ));
+                            let left = crate::report::size(crate::store::dir_size(&work));
+                            r.push(if node.step.resumes {
+                                format!(
+                                    "an interrupted build of this key left {left} of resumable state in {}: it resumes from there",
+                                    work.display()
+                                )
+                            } else {
+                                format!(
+                                    "an earlier build of this key failed or was stopped; what it left ({left}, its log) is in {}",
+                                    work.display()
+                                )
+                            });
                         }
                         if let Some(l) = &listing {
                             // A source "build" is only a new record: its
