@@ -651,6 +651,11 @@ impl Run<'_> {
                 if self.rng.pct(10) {
                     args.push("--dry-run");
                 }
+                // Mostly no grace period, so unreachable builds really go;
+                // sometimes the default hour, which must keep them.
+                if self.rng.pct(85) {
+                    args.extend(["--grace", "0"]);
+                }
                 self.say(args[1..].join(" "));
                 let out = self.pai(&args);
                 if !out.status.success() {
@@ -667,7 +672,7 @@ impl Run<'_> {
             _ => {
                 let gc = self.rng.pct(20);
                 let args: Vec<&str> = if gc {
-                    vec!["gc", "--temporaries"]
+                    vec!["gc", "--temporaries", "--grace", "0"]
                 } else {
                     vec!["build", "-j", "2"]
                 };
