@@ -406,7 +406,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Du => {
             require_project(cli)?;
             let project = open(cli)?;
-            let r = engine::du(&project)?;
+            let r = engine::du::du(&project)?;
             if cli.json {
                 print_json(&serde_json::to_value(&r)?);
             } else {
