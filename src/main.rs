@@ -81,6 +81,13 @@ enum Command {
     },
     /// The funnel as built: every node's outputs and sizes, the cache total, what gc would free.
     Du,
+    /// The same table projected from first principles: for the pipeline's own model (beside
+    /// what `du` measures), or for a model of N parameters (beside the space study's figures).
+    Space {
+        /// Parameters of the model to project, e.g. 124M, 1.5B, 75e9 [default: the pipeline's].
+        #[arg(long, value_name = "N")]
+        params: Option<String>,
+    },
     /// The pipeline DAG.
     Graph {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
@@ -400,6 +407,21 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 grace,
             };
             let r = engine::gc::run(&project_dir(cli), cli.file.as_deref(), &req, &ui)?;
+            show(cli, &r, true)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Space { params } => {
+            let params = match params {
+                None => None,
+                Some(s) => Some(engine::space::parse_params(s).ok_or_else(|| {
+                    UsageError(format!(
+                        "--params {s:?} is not a number of parameters (try 124M, 1.5B, 75e9)"
+                    ))
+                })?),
+            };
+            require_project(cli)?;
+            let project = open(cli)?;
+            let r = engine::space::space(&project, params)?;
             show(cli, &r, false)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -407,49 +429,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             require_project(cli)?;
             let project = open(cli)?;
             let r = engine::du::du(&project)?;
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                println!("{:<14} {:<26} {:>10}  retention", "node", "output", "size");
-                for n in &r.nodes {
-                    if !n.built {
-                        println!("{:<14} {:<26} {:>10}", n.name, "(not built)", "");
-                    } else if let (Some(files), Some(bytes)) = (n.source_files, n.source_bytes) {
-                        println!(
-                            "{:<14} {:<26} {:>10}  source",
-                            n.name,
-                            format!("{files} files"),
-                            report::size(bytes)
-                        );
-                    }
-                    for o in &n.outputs {
-                        let ret = if o.collected {
-                            format!("{} (collected)", o.retention)
-                        } else {
-                            o.retention.clone()
-                        };
-                        println!(
-                            "{:<14} {:<26} {:>10}  {ret}",
-                            n.name,
-                            o.name,
-                            report::size(o.bytes)
-                        );
-                    }
-                }
-                println!();
-                println!(
-                    "cache total:                     {}",
-                    report::size(r.cache_bytes)
-                );
-                println!(
-                    "reclaimable by `pai gc`:         {}",
-                    report::size(r.reclaimable_bytes)
-                );
-                println!(
-                    "more with `pai gc --temporaries`: {}",
-                    report::size(r.temporary_bytes)
-                );
-            }
+            show(cli, &r, true)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Graph { format } => {

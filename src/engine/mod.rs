@@ -15,6 +15,7 @@ mod build;
 pub mod du;
 pub mod gc;
 pub mod source;
+pub mod space;
 
 pub use build::{BuildOptions, NodeReport, NodeStatus, build};
 

@@ -507,6 +507,29 @@ fn put_value(out: &mut Vec<u8>, key: &str, v: &Value) -> Result<()> {
     Ok(())
 }
 
+/// The bytes of a GGUF file with these key/values and tensors (name, dims,
+/// GGML type), without making it: header, key/values, tensor infos, and the
+/// aligned data — what [`Writer::finish`] would write.
+pub fn file_bytes(kv: &[(String, Value)], tensors: &[(String, Vec<u64>, u32)]) -> Result<u64> {
+    let alignment = match kv.iter().find(|(k, _)| k == "general.alignment") {
+        Some((_, Value::U32(a))) if *a > 0 && a.is_power_of_two() => *a as u64,
+        _ => DEFAULT_ALIGNMENT,
+    };
+    let mut head = Vec::new();
+    for (k, v) in kv {
+        put_str(&mut head, k);
+        head.extend_from_slice(&v.type_id().to_le_bytes());
+        put_value(&mut head, k, v)?;
+    }
+    let mut n = 24 + head.len() as u64;
+    let mut data = 0u64;
+    for (name, dims, ty) in tensors {
+        n += 8 + name.len() as u64 + 4 + 8 * dims.len() as u64 + 4 + 8;
+        data = (data + tensor_nbytes(name, dims, *ty)?).next_multiple_of(alignment);
+    }
+    Ok(n.next_multiple_of(alignment) + data)
+}
+
 impl Writer {
     pub fn new() -> Self {
         Writer::default()

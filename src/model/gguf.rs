@@ -79,6 +79,7 @@ pub fn check_format(cfg: &GptConfig, format: Format) -> Result<()> {
 }
 
 /// The tokenizer of a Hugging Face `tokenizer.json` (byte-level BPE) as llama.cpp's keys want it.
+#[derive(Clone, Debug)]
 pub struct GgufVocab {
     /// Byte-level token strings in id order.
     pub tokens: Vec<String>,
@@ -189,32 +190,9 @@ pub fn vocab_from_tokenizer_json(bytes: &[u8]) -> Result<GgufVocab> {
     })
 }
 
-/// A GGUF file llama.cpp runs as it is: architecture `gpt2`, its keys, the tokenizer of
-/// `tokenizer_json` embedded, matrices in `format` (quantized on the device), 1-D tensors F32,
-/// `output.weight` written explicitly (= `token_embd.weight`). Deterministic bytes.
-pub fn to_gguf(
-    gpu: &Gpu,
-    cfg: &GptConfig,
-    w: &Weights,
-    tokenizer_json: &[u8],
-    format: Format,
-) -> Result<Vec<u8>> {
-    ensure!(
-        w.cfg == *cfg,
-        "the weights are of the model {:?}, not {cfg:?}",
-        w.cfg
-    );
-    w.check()?;
-    check_format(cfg, format)?;
-    let voc = vocab_from_tokenizer_json(tokenizer_json)?;
-    ensure!(
-        voc.tokens.len() == cfg.vocab_size,
-        "the tokenizer has {} tokens but the model was made for {}: use the tokenizer it was \
-         trained with",
-        voc.tokens.len(),
-        cfg.vocab_size
-    );
-
+/// The key/values of a model's GGUF file: architecture, shape, quantization
+/// and the embedded tokenizer (llama.cpp's `gpt2` keys).
+pub fn metadata(cfg: &GptConfig, voc: GgufVocab, format: Format) -> Result<Vec<(String, Value)>> {
     let u32_ = |v: usize| -> Result<Value> {
         Ok(Value::U32(
             u32::try_from(v).with_context(|| format!("{v} does not fit a GGUF u32"))?,
@@ -252,6 +230,64 @@ pub fn to_gguf(
     g.kv("tokenizer.ggml.bos_token_id", Value::U32(voc.eot));
     g.kv("tokenizer.ggml.eos_token_id", Value::U32(voc.eot));
 
+    Ok(g.kv)
+}
+
+/// The tensors of a model's GGUF file as (name, dims, GGML type), in the
+/// order written: 2-D weights in `format`, 1-D ones in F32, the embedding
+/// twice (also as `output.weight`, the tied head).
+pub fn tensor_layout(cfg: &GptConfig, format: Format) -> Result<Vec<(String, Vec<u64>, u32)>> {
+    let mut head = Vec::new();
+    let mut blocks = Vec::new();
+    for s in specs(cfg) {
+        let name = gguf_name(&s.name)?;
+        let ty = if s.shape.len() == 2 {
+            format.ggml_type()
+        } else {
+            GGML_TYPE_F32
+        };
+        let t = (name, ggml_dims(&s.shape), ty);
+        if t.0.starts_with("blk.") {
+            blocks.push(t);
+        } else {
+            let tied = (t.0 == "token_embd.weight")
+                .then(|| ("output.weight".to_string(), t.1.clone(), t.2));
+            head.push(t);
+            head.extend(tied);
+        }
+    }
+    head.extend(blocks);
+    Ok(head)
+}
+
+/// A GGUF file llama.cpp runs as it is: architecture `gpt2`, its keys, the tokenizer of
+/// `tokenizer_json` embedded, matrices in `format` (quantized on the device), 1-D tensors F32,
+/// `output.weight` written explicitly (= `token_embd.weight`). Deterministic bytes.
+pub fn to_gguf(
+    gpu: &Gpu,
+    cfg: &GptConfig,
+    w: &Weights,
+    tokenizer_json: &[u8],
+    format: Format,
+) -> Result<Vec<u8>> {
+    ensure!(
+        w.cfg == *cfg,
+        "the weights are of the model {:?}, not {cfg:?}",
+        w.cfg
+    );
+    w.check()?;
+    check_format(cfg, format)?;
+    let voc = vocab_from_tokenizer_json(tokenizer_json)?;
+    ensure!(
+        voc.tokens.len() == cfg.vocab_size,
+        "the tokenizer has {} tokens but the model was made for {}: use the tokenizer it was \
+         trained with",
+        voc.tokens.len(),
+        cfg.vocab_size
+    );
+
+    let mut g = Writer::new();
+    g.kv = metadata(cfg, voc, format)?;
     let sp = specs(cfg);
     let mut encoded = Vec::with_capacity(sp.len());
     for (s, t) in sp.iter().zip(&w.tensors) {

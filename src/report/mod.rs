@@ -1,6 +1,7 @@
 //! What pai shows a person: build lines, progress bars, sizes and tables.
 
 pub mod plot;
+pub mod study;
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -152,6 +153,22 @@ pub fn size(bytes: u64) -> String {
     let mut u = 0;
     while v >= 1024.0 && u + 1 < UNITS.len() {
         v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Bytes in decimal units (kB, MB, GB, TB), as the space study writes them.
+pub fn size_si(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < UNITS.len() {
+        v /= 1000.0;
         u += 1;
     }
     if u == 0 {

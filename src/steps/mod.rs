@@ -22,7 +22,7 @@ pub mod models;
 mod pack;
 mod quantize;
 mod source;
-mod tokenize;
+pub mod tokenize;
 pub mod train;
 
 pub use artifact::Artifact;
