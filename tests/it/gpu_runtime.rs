@@ -1,9 +1,7 @@
 //! Runtime: adapter report, errors instead of panics for bad shapes, work split beyond the
 //! per-dimension workgroup limit, batched readback.
 
-mod gpu_util;
-
-use gpu_util::*;
+use crate::gpu_util::*;
 use pai::gpu::ops::{self, QUANT_KERNELS, TRAIN_KERNELS};
 use pai::gpu::{Gpu, doctor, kernel_sources};
 

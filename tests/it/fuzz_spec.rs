@@ -15,9 +15,11 @@
 //! `PAI_FUZZ_CASES` sets the number of cases per generator (default 8,000: about ten
 //! seconds in a debug build on two cores); `PAI_FUZZ_SEED` the seed (printed on failure);
 //! `PAI_FUZZ_SHOW=1` prints the first line of every rejection (to see what the
-//! generators reach). A million: `PAI_FUZZ_CASES=250000 cargo test --release --test fuzz_spec`.
+//! generators reach). A million: `PAI_FUZZ_CASES=250000 cargo test --release --test it fuzz_spec`.
 
 use std::cell::RefCell;
+
+use crate::common::Rng;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,28 +30,6 @@ use pai::steps::{self, ParamType};
 use pai::store::Store;
 
 // ---------------------------------------------------------------- randomness
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    /// True with probability `p` percent.
-    fn pct(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -320,9 +300,11 @@ fn run(gen_name: &str, salt: u64, generate: fn(&mut Rng) -> Vec<u8>) {
     for case in 0..n {
         // One generator per case, seeded by (seed, generator, case): any case is
         // reproducible on its own.
-        let mut rng = Rng(seed()
-            ^ salt.wrapping_mul(0x2545_F491_4F6C_DD1D)
-            ^ case.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = Rng::new(
+            seed()
+                ^ salt.wrapping_mul(0x2545_F491_4F6C_DD1D)
+                ^ case.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let bytes = generate(&mut rng);
         check(&h, &mut rng, gen_name, case, bytes, &mut tally);
     }
@@ -1094,7 +1076,7 @@ fn the_generators_reach_valid_pipelines_and_the_status_walk() {
     let h = Harness::new();
     let mut tally = Tally::default();
     for case in 0..2_000 {
-        let mut rng = Rng(seed() ^ case);
+        let mut rng = Rng::new(seed() ^ case);
         let bytes = gen_pipeline(&mut rng);
         check(&h, &mut rng, "pipelines", case, bytes, &mut tally);
     }

@@ -1,9 +1,7 @@
 //! The engine as a user drives it: incremental builds, restores, early
 //! cutoff, gc, and the JSON documents scripts read.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const ALL: [&str; 8] = [
     "corpus",

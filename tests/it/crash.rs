@@ -1,12 +1,10 @@
 //! A killed build and two builds at once leave a valid store.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The data funnel plus slow command nodes, so a kill lands inside a node
 /// as well as between nodes and during commits.

@@ -2,11 +2,9 @@
 //! and quantizers): `tests/python/check_gguf.py` with `$PAI_PYTHON` (default `python3`).
 //! Without the module the test is skipped on a developer machine; under `CI` it fails.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn python() -> String {
     std::env::var("PAI_PYTHON").unwrap_or_else(|_| "python3".to_string())
@@ -37,7 +35,7 @@ fn the_gguf_python_package_reads_pais_model_gguf_and_quantizes_its_weights_to_th
         eprintln!("skipped: no gguf module (CI installs it): {why}");
         return;
     }
-    let tiny = include_str!("../pipelines/tiny.toml");
+    let tiny = include_str!("../../pipelines/tiny.toml");
     let extra = r#"
 [nodes.final-f16]
 kind = "quantize"

@@ -1,8 +1,6 @@
 //! Scale: planning commands stay linear in the number of nodes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// A pipeline of `n` command nodes, each reading up to two of the 50 before
 /// it (many sinks, as a generated pipeline has).

@@ -1,9 +1,7 @@
 //! `pai du` (the space study's table, measured) and `pai space` (the same
 //! table projected from first principles) on the tiny funnel, built whole.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn row<'a>(table: &'a Value, artifact: &str) -> &'a Value {
@@ -25,7 +23,7 @@ fn file_len(p: &Proj, rel: &str) -> f64 {
 
 #[test]
 fn du_measures_the_study_table_and_space_projects_the_same_rows() {
-    let p = Proj::with_pipeline(include_str!("../pipelines/tiny.toml"));
+    let p = Proj::with_pipeline(include_str!("../../pipelines/tiny.toml"));
     p.build(&["final-4bit", "final-8bit", "eval", "hf"]);
 
     // du: the study's rows, measured.
@@ -106,7 +104,7 @@ fn du_measures_the_study_table_and_space_projects_the_same_rows() {
 
 #[test]
 fn space_for_n_parameters_sets_first_principles_beside_the_study() {
-    let p = Proj::with_pipeline(include_str!("../pipelines/tiny.toml"));
+    let p = Proj::with_pipeline(include_str!("../../pipelines/tiny.toml"));
     let (sp, code) = p.json(&["space", "--params", "75e9"]);
     assert_eq!(code, 0, "{sp}");
     let t = &sp["projected"];

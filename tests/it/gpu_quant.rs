@@ -2,9 +2,7 @@
 //! reference quantizer on many random blocks and on edge blocks; dequantization matches too;
 //! NaN/Inf is a clear error.
 
-mod gpu_util;
-
-use gpu_util::*;
+use crate::gpu_util::*;
 use pai::gpu::ops::quant::{self, Format, f16_to_f32, f32_to_f16};
 
 const FORMATS: [Format; 2] = [Format::Q8_0, Format::Q4_0];

@@ -1,9 +1,7 @@
 //! Bad input gets a clear error that names the problem and the fix, the
 //! right exit code, and loses nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn fails_with(p: &Proj, args: &[&str], code: i32, needles: &[&str]) -> String {
     let out = p.run(args);

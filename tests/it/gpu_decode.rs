@@ -2,9 +2,7 @@
 //! against their f64 references at odd sizes, and the whole decode path against the full
 //! forward pass.
 
-mod gpu_util;
-
-use gpu_util::*;
+use crate::gpu_util::*;
 use pai::gpu::ops::attention::{self as att, DecodeShape};
 use pai::gpu::ops::embedding as emb;
 use pai::gpu::ops::{CpuOps, GpuOps};
@@ -57,7 +55,7 @@ fn embedding_at_a_position_matches_its_reference() {
     for &(v, t, c, pos, n) in &[(11, 9, 5, 0, 1), (11, 9, 5, 8, 1), (23, 31, 13, 4, 19)] {
         let wte = rng.vec(v * c, 1.0);
         let wpe = rng.vec(t * c, 1.0);
-        let ids: Vec<u32> = (0..n).map(|_| rng.below(v as u32)).collect();
+        let ids: Vec<u32> = (0..n).map(|_| rng.below(v) as u32).collect();
         let out = poisoned(&[n, c]);
         let (a, p, i) = (
             up(&wte, &[v, c]),

@@ -1,13 +1,11 @@
 //! The model end of the funnel through the CLI: gpt-init, train (on the WGSL
 //! kernels), export; resume after SIGKILL, determinism, refusals.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The minute model (context 8), evaluated and checkpointed every 4 steps, and its export.

@@ -3,13 +3,10 @@
 //! quantizer's, f32 round-trips exactly, the other formats within their error; bad files and
 //! bad models are refused, never a panic.
 
-mod common;
-mod gpu_util;
-
 use std::sync::OnceLock;
 
-use common::*;
-use gpu_util::gpu;
+use crate::common::*;
+use crate::gpu_util::gpu;
 use pai::formats::ggml::{self, Format};
 use pai::formats::gguf::{self, Value};
 use pai::model::gguf::{from_gguf, gguf_name, to_gguf};

@@ -11,31 +11,8 @@ pub fn gpu() -> &'static Gpu {
     G.get_or_init(|| Gpu::new(None).expect("a wgpu adapter (install mesa-vulkan-drivers)"))
 }
 
-/// splitmix64.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    pub fn f32(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f32() * scale).collect()
-    }
-    pub fn below(&mut self, n: u32) -> u32 {
-        (self.next_u64() % n as u64) as u32
-    }
-}
+/// The shared seeded generator (`common::Rng`), with `below` over u32.
+pub use crate::common::Rng;
 
 /// A new output tensor filled with NaN, so an element the kernel fails to write is caught.
 pub fn poisoned(shape: &[usize]) -> Tensor {

@@ -2,9 +2,7 @@
 //! tied output embedding) runs through both implementations and gives the same loss, gradients
 //! and updated parameters.
 
-mod gpu_util;
-
-use gpu_util::*;
+use crate::gpu_util::*;
 use pai::gpu::ops::{CpuOps, GpuOps, Ops};
 use pai::gpu::reference::{AdamW, AttnShape};
 
@@ -23,8 +21,8 @@ fn step<O: Ops>(o: &mut O, seed: u64) -> anyhow::Result<Out> {
     };
     let (b, t, c, v) = (s.b, s.t, s.c, 11);
     let mut rng = Rng::new(seed);
-    let tokens: Vec<u32> = (0..b * t).map(|_| rng.below(v as u32)).collect();
-    let targets: Vec<u32> = (0..b * t).map(|_| rng.below(v as u32)).collect();
+    let tokens: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
+    let targets: Vec<u32> = (0..b * t).map(|_| rng.below(v) as u32).collect();
     let wte = o.upload(&rng.vec(v * c, 0.5), &[v, c])?;
     let wpe = o.upload(&rng.vec(t * c, 0.5), &[t, c])?;
     let lnw = o.upload(&rng.vec(c, 1.0), &[c])?;

@@ -3,13 +3,11 @@
 //! streamed to a log rather than held in memory; and what a command sees of
 //! a source: exactly its selected files.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Waits (polling) until `path` exists; panics after `secs`.
 fn wait_for(path: &Path, secs: u64) {

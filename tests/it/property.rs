@@ -20,33 +20,13 @@
 //! PAI_PROP_SEQUENCES=1` (up to where a kill lands). A failed sequence keeps its
 //! project folder and prints where.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pct(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
-    }
-}
+use crate::common::*;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -796,7 +776,7 @@ impl Run<'_> {
 }
 
 fn sequence(seed: u64, steps: u64, stats: &mut Stats) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let model = Model::random(&mut rng);
     let mut run = Run {
         p: Proj::with_pipeline(""),

@@ -1,11 +1,9 @@
 //! `evaluate` and `pai generate` on a minute model of the generated corpus: the loss of each
 //! model input, size against quality, and streamed, seeded text through the KV-cache path.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The minute model (context 16), its export, its two quantized files and their evaluation.

@@ -2,9 +2,7 @@
 //! a training-sized shape; every backward kernel also against central finite differences of the
 //! f64 forward; outputs poisoned with NaN first; determinism (same bits twice).
 
-mod gpu_util;
-
-use gpu_util::*;
+use crate::gpu_util::*;
 use pai::gpu::reference::{self as r, AdamW, AttnShape};
 use pai::gpu::{Tensor, reference::to_f64};
 
@@ -510,7 +508,7 @@ fn embedding_matches_reference_and_finite_differences() {
         let mut rng = Rng::new(80 + i as u64);
         // Skewed ids so some rows repeat many times and some never occur.
         let tokens: Vec<u32> = (0..bb * t)
-            .map(|_| rng.below(v as u32).min(rng.below(v as u32)))
+            .map(|_| (rng.below(v) as u32).min(rng.below(v) as u32))
             .collect();
         let tmax = t + 2;
         let (wte, wpe, dx) = (
@@ -575,7 +573,7 @@ fn crossentropy_matches_reference_and_finite_differences() {
     {
         let mut rng = Rng::new(90 + i as u64);
         let logits = rng.vec(rows * v, 5.0);
-        let targets: Vec<u32> = (0..rows).map(|_| rng.below(v as u32)).collect();
+        let targets: Vec<u32> = (0..rows).map(|_| rng.below(v) as u32).collect();
         let lt = up(&logits, &[rows, v]);
         let tt = gpu().upload_u32(&targets, &[rows]).unwrap();
         let (losses, dl) = (poisoned(&[rows]), poisoned(&[rows, v]));

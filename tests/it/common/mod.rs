@@ -114,14 +114,38 @@ pub struct Proj {
     pub tmp: tempfile::TempDir,
 }
 
-struct Rng(u64);
+/// The tests' seeded generator: the library's splitmix64 (`pai::model::rng`,
+/// the one behind initialisation, sampling and the pack's shuffle) with the
+/// helpers tests want. A seed reproduces a test's inputs exactly.
+pub struct Rng(pub pai::model::rng::SplitMix64);
+
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    pub fn new(seed: u64) -> Rng {
+        Rng(pai::model::rng::SplitMix64(seed))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    /// Uniform-ish in 0..n (by modulo; n ≥ 1).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// True with probability `p` percent.
+    pub fn pct(&mut self, p: u64) -> bool {
+        self.next() % 100 < p
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    /// Uniform in [-1, 1).
+    pub fn f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32() * scale).collect()
     }
 }
 
@@ -165,7 +189,7 @@ pub fn text(seed: u64, words: usize) -> String {
         "merge",
         "review",
     ];
-    let mut r = Rng(seed);
+    let mut r = Rng::new(seed);
     let mut s = String::new();
     for i in 0..words {
         s.push_str(W[(r.next() % W.len() as u64) as usize]);

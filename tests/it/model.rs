@@ -3,9 +3,7 @@
 //! weights, optimizer state and checkpoints round-trip through safetensors with the Hugging Face
 //! names and layouts.
 
-mod gpu_util;
-
-use gpu_util::gpu;
+use crate::gpu_util::gpu;
 use pai::formats::safetensors::{self as st, Entry};
 use pai::gpu::ops::{CpuOps, GpuOps, Ops};
 use pai::model::rng::SplitMix64;
