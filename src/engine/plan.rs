@@ -1,0 +1,310 @@
+//! The plan: what a build would do with each node ([`decide`]), why a node is
+//! stale ([`reasons`]), and the status report built from both ([`status`]),
+//! which `pai status`, `pai explain`, `pai build --dry-run` and gc's roots
+//! read.
+
+use anyhow::Result;
+
+use super::key::{ENGINE_VERSION, KeyParts, parts_of};
+use super::{Project, source};
+use crate::store::{RecInput, Record, Store};
+
+/// What a build would do with a node.
+pub enum Decision {
+    /// The current build is this key, complete.
+    Fresh(Record),
+    /// An earlier build of this key is complete in the store.
+    Restore(Record),
+    /// Must run (or, for a source, be recorded).
+    Build(KeyParts, String),
+    /// An input must be built first; the key is not known yet.
+    Blocked(String),
+}
+
+/// Why a node is stale: the differences between its current build's record
+/// and what the key would be now.
+pub fn reasons(
+    store: &Store,
+    node: &str,
+    parts: Option<&KeyParts>,
+    files: Option<&[crate::store::RecFile]>,
+) -> Vec<String> {
+    let Some(old_key) = store.read_ref(node) else {
+        return vec!["never built".into()];
+    };
+    let Some(old) = store.record(&old_key) else {
+        return vec!["the record of its current build is missing from the store".into()];
+    };
+    let Some(parts) = parts else { return vec![] };
+    let mut r = Vec::new();
+    if old.engine != ENGINE_VERSION {
+        r.push(format!(
+            "pai's engine version changed ({} → {ENGINE_VERSION})",
+            old.engine
+        ));
+    }
+    if old.kind != parts.kind {
+        r.push(format!("kind changed: {} → {}", old.kind, parts.kind));
+    } else if old.kind_version != parts.kind_version {
+        r.push(format!(
+            "the `{}` implementation changed (version {} → {})",
+            parts.kind, old.kind_version, parts.kind_version
+        ));
+    }
+    for (k, v) in &parts.params {
+        match old.params.get(k) {
+            None => r.push(format!("parameter `{k}` is new: {v}")),
+            Some(ov) if ov != v => r.push(format!("parameter `{k}` changed: {ov} → {v}")),
+            _ => {}
+        }
+    }
+    for k in old.params.keys() {
+        if !parts.params.contains_key(k) {
+            r.push(format!("parameter `{k}` was removed"));
+        }
+    }
+    if let Some(files) = files {
+        let old_files: std::collections::HashMap<&str, &str> = old
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.hash.as_str()))
+            .collect();
+        let new_files: std::collections::HashMap<&str, &str> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.hash.as_str()))
+            .collect();
+        let mut changes = Vec::new();
+        for f in files {
+            match old_files.get(f.path.as_str()) {
+                None => changes.push(format!("file `{}` added", f.path)),
+                Some(h) if *h != f.hash => changes.push(format!("file `{}` modified", f.path)),
+                _ => {}
+            }
+        }
+        for f in &old.files {
+            if !new_files.contains_key(f.path.as_str()) {
+                changes.push(format!("file `{}` removed", f.path));
+            }
+        }
+        let n = changes.len();
+        r.extend(changes.into_iter().take(20));
+        if n > 20 {
+            r.push(format!("… and {} more file changes", n - 20));
+        }
+    } else {
+        for i in &parts.inputs {
+            match old.inputs.iter().find(|o| o.role == i.role) {
+                Some(o) if o.hash == i.hash => {}
+                Some(o) if o.node != i.node => {
+                    r.push(format!("input `{}` is now `{}`", o.node, i.node))
+                }
+                Some(_) => r.push(format!("input `{}` changed", i.node)),
+                None => r.push(format!("input `{}` is new", i.node)),
+            }
+        }
+        for o in &old.inputs {
+            if !parts.inputs.iter().any(|i| i.role == o.role) {
+                r.push(format!("input `{}` was removed", o.node));
+            }
+        }
+    }
+    for s in &parts.shaders {
+        match old.shaders.iter().find(|o| o.name == s.name) {
+            Some(o) if o.hash == s.hash => {}
+            Some(_) => r.push(format!("shader `{}` changed", s.name)),
+            None => r.push(format!("shader `{}` is new", s.name)),
+        }
+    }
+    if r.is_empty() && old.key == parts.key() {
+        r.push("outputs of its current build are missing from the store".into());
+    }
+    r
+}
+
+/// Plans one node given its inputs' decisions: the basis of `status`,
+/// `explain`, `build --dry-run` and the build itself.
+pub fn decide(
+    project: &Project,
+    idx: usize,
+    inputs: &[Option<String>],
+) -> Result<(Decision, Option<source::Listing>)> {
+    let node = &project.pipeline.nodes[idx];
+    let store = &project.store;
+    let (parts, listing) = if node.step.is_source() {
+        let listing = source::scan(&project.dir, store, node, &project.pipeline.path)?;
+        let inputs = vec![RecInput {
+            role: "files".into(),
+            node: String::new(),
+            hash: listing.content.clone(),
+        }];
+        (KeyParts::new(node, inputs), Some(listing))
+    } else {
+        let mut ins = Vec::new();
+        for ((name, role), content) in node.inputs.iter().zip(&node.roles).zip(inputs) {
+            match content {
+                Some(h) => ins.push(RecInput {
+                    role: role.clone(),
+                    node: name.clone(),
+                    hash: h.clone(),
+                }),
+                None => {
+                    return Ok((
+                        Decision::Blocked(format!(
+                            "input `{name}` is stale (its new content decides this key)"
+                        )),
+                        None,
+                    ));
+                }
+            }
+        }
+        (KeyParts::new(node, ins), None)
+    };
+    let key = parts.key();
+    if let Some(listing) = listing {
+        // A source's record holds nothing the listing does not: skip parsing
+        // it (it can list thousands of files) when it exists.
+        if !store.record_path(&key).exists() {
+            return Ok((Decision::Build(parts, key), Some(listing)));
+        }
+        let rec = source_record(&node.name, parts, key.clone(), &listing);
+        let d = if store.read_ref(&node.name).as_deref() == Some(key.as_str()) {
+            Decision::Fresh(rec)
+        } else {
+            Decision::Restore(rec)
+        };
+        return Ok((d, Some(listing)));
+    }
+    if let Some(rec) = store.record(&key)
+        && store.complete(&rec)
+    {
+        if store.read_ref(&node.name).as_deref() == Some(key.as_str()) {
+            return Ok((Decision::Fresh(rec), None));
+        }
+        return Ok((Decision::Restore(rec), None));
+    }
+    Ok((Decision::Build(parts, key), None))
+}
+
+/// The record of a source build: its listing is its whole content.
+pub fn source_record(
+    node: &str,
+    parts: KeyParts,
+    key: String,
+    listing: &source::Listing,
+) -> Record {
+    let (built_at, built_at_nanos) = crate::store::now();
+    Record {
+        key,
+        node: node.to_string(),
+        kind: parts.kind,
+        kind_version: parts.kind_version,
+        engine: ENGINE_VERSION,
+        params: parts.params,
+        inputs: parts.inputs,
+        shaders: parts.shaders,
+        outputs: Vec::new(),
+        content: listing.content.clone(),
+        files: listing.files.clone(),
+        seconds: 0.0,
+        built_at,
+        built_at_nanos,
+        ran_on: None,
+        summary: None,
+    }
+}
+
+/// One line of `status`.
+#[derive(serde::Serialize)]
+pub struct NodeState {
+    pub name: String,
+    pub kind: String,
+    pub stale: bool,
+    /// fresh, restore, build, blocked or error.
+    pub action: String,
+    pub reasons: Vec<String>,
+    pub key: Option<String>,
+    /// For a source: files whose hash the stat cache could not vouch for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashed_files: Option<usize>,
+}
+
+/// What is stale and why, building nothing.
+pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
+    let order = crate::graph::plan_order(&project.pipeline, targets);
+    let mut content: Vec<Option<String>> = vec![None; project.pipeline.nodes.len()];
+    let mut out = Vec::new();
+    for idx in order {
+        let node = &project.pipeline.nodes[idx];
+        let inputs: Vec<Option<String>> = node
+            .inputs
+            .iter()
+            .map(|n| project.pipeline.get(n).and_then(|j| content[j].clone()))
+            .collect();
+        let state = match decide(project, idx, &inputs) {
+            Err(e) => NodeState {
+                name: node.name.clone(),
+                kind: node.kind().into(),
+                stale: true,
+                action: "error".into(),
+                reasons: vec![format!("{e:#}")],
+                key: None,
+                hashed_files: None,
+            },
+            Ok((d, listing)) => {
+                let files = listing.as_ref().map(|l| l.files.as_slice());
+                let hashed_files = listing.as_ref().map(|l| l.hashed_files);
+                let (action, stale, reasons, key) = match d {
+                    Decision::Fresh(rec) => {
+                        content[idx] = Some(rec.content.clone());
+                        ("fresh", false, vec![], Some(rec.key))
+                    }
+                    Decision::Restore(rec) => {
+                        let parts = parts_of(&rec);
+                        let mut r = reasons(&project.store, &node.name, Some(&parts), files);
+                        r.push(
+                            "an earlier build matches: it will be restored from the cache".into(),
+                        );
+                        content[idx] = Some(rec.content.clone());
+                        ("restore", true, r, Some(rec.key))
+                    }
+                    Decision::Build(parts, key) => {
+                        let mut r = reasons(&project.store, &node.name, Some(&parts), files);
+                        let work = project.store.work_path(&key);
+                        if std::fs::read_dir(&work).is_ok_and(|mut d| d.next().is_some()) {
+                            let left = crate::report::size(crate::store::dir_size(&work));
+                            r.push(if node.step.resumes {
+                                format!(
+                                    "an interrupted build of this key left {left} of resumable state in {}: it resumes from there",
+                                    work.display()
+                                )
+                            } else {
+                                format!(
+                                    "an earlier build of this key failed or was stopped; what it left ({left}, its log) is in {}",
+                                    work.display()
+                                )
+                            });
+                        }
+                        if let Some(l) = &listing {
+                            // A source "build" is only a new record: its
+                            // content is known now.
+                            content[idx] = Some(l.content.clone());
+                        }
+                        ("build", true, r, Some(key))
+                    }
+                    Decision::Blocked(why) => ("blocked", true, vec![why], None),
+                };
+                NodeState {
+                    name: node.name.clone(),
+                    kind: node.kind().into(),
+                    stale,
+                    action: action.into(),
+                    reasons,
+                    key,
+                    hashed_files,
+                }
+            }
+        };
+        out.push(state);
+    }
+    out
+}
