@@ -25,7 +25,7 @@ pub use build::{BuildOptions, NodeReport, NodeStatus, build};
 pub use built::{BuiltNode, built_node, upstream_of_kind};
 pub use explain::explain;
 pub use key::{ENGINE_VERSION, KeyParts, kind_version, parts_of};
-pub use plan::{Decision, NodeState, decide, reasons, source_record, status};
+pub use plan::{Action, Decision, NodeState, decide, reasons, source_record, status};
 pub use project::{
     Project, pending_keys, pipeline_path, store_at, undeclared_refs, view_file, view_file_rel,
     view_name,

@@ -3,7 +3,10 @@
 //! which `pai status`, `pai explain`, `pai build --dry-run` and gc's roots
 //! read.
 
+use std::fmt;
+
 use anyhow::Result;
+use serde::Serialize;
 
 use super::key::{ENGINE_VERSION, KeyParts, parts_of};
 use super::{Project, source};
@@ -213,14 +216,56 @@ pub fn source_record(
     }
 }
 
+/// What a build would do with a node, as `status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Its current build is its key now: nothing to do.
+    Fresh,
+    /// An earlier build of its key is in the store: it becomes current.
+    Restore,
+    /// It runs (a source: a new record of its files).
+    Build,
+    /// An input is stale, so its key is not known yet.
+    Blocked,
+    /// It cannot be planned (its reasons say why).
+    Error,
+}
+
+impl Action {
+    /// The word `--json` and `pai status` show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Fresh => "fresh",
+            Action::Restore => "restore",
+            Action::Build => "build",
+            Action::Blocked => "blocked",
+            Action::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An action against the word that names it (`s.action == "error"`), for
+/// code written when actions were strings.
+impl PartialEq<&str> for Action {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One line of `status`.
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 pub struct NodeState {
     pub name: String,
     pub kind: String,
     pub stale: bool,
-    /// fresh, restore, build, blocked or error.
-    pub action: String,
+    pub action: Action,
     pub reasons: Vec<String>,
     pub key: Option<String>,
     /// For a source: files whose hash the stat cache could not vouch for.
@@ -245,7 +290,7 @@ pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
                 name: node.name.clone(),
                 kind: node.kind().into(),
                 stale: true,
-                action: "error".into(),
+                action: Action::Error,
                 reasons: vec![format!("{e:#}")],
                 key: None,
                 hashed_files: None,
@@ -256,7 +301,7 @@ pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
                 let (action, stale, reasons, key) = match d {
                     Decision::Fresh(rec) => {
                         content[idx] = Some(rec.content.clone());
-                        ("fresh", false, vec![], Some(rec.key))
+                        (Action::Fresh, false, vec![], Some(rec.key))
                     }
                     Decision::Restore(rec) => {
                         let parts = parts_of(&rec);
@@ -265,7 +310,7 @@ pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
                             "an earlier build matches: it will be restored from the cache".into(),
                         );
                         content[idx] = Some(rec.content.clone());
-                        ("restore", true, r, Some(rec.key))
+                        (Action::Restore, true, r, Some(rec.key))
                     }
                     Decision::Build(parts, key) => {
                         let mut r = reasons(&project.store, &node.name, Some(&parts), files);
@@ -289,15 +334,15 @@ pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
                             // content is known now.
                             content[idx] = Some(l.content.clone());
                         }
-                        ("build", true, r, Some(key))
+                        (Action::Build, true, r, Some(key))
                     }
-                    Decision::Blocked(why) => ("blocked", true, vec![why], None),
+                    Decision::Blocked(why) => (Action::Blocked, true, vec![why], None),
                 };
                 NodeState {
                     name: node.name.clone(),
                     kind: node.kind().into(),
                     stale,
-                    action: action.into(),
+                    action,
                     reasons,
                     key,
                     hashed_files,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::{BuildOptions, NodeReport, build, status};
+use super::{Action, BuildOptions, NodeReport, build, status};
 use crate::spec::{self, Pipeline, UsageError};
 use crate::store::{MAIN_VIEW, Store};
 
@@ -264,7 +264,7 @@ pub fn pending_keys(dir: &Path, store: &Store) -> Option<std::collections::HashS
             store: Store::new(store.root.clone(), &view.view),
         };
         for s in status(&project, &all) {
-            if s.action == "error" {
+            if s.action == Action::Error {
                 return None;
             }
             keys.extend(s.key);
