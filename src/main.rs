@@ -310,66 +310,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Explain { node } => {
             let project = open(cli)?;
             let idx = project.pipeline.node(node)?;
-            let v = engine::explain(&project, idx)?;
-            if cli.json {
-                print_json(&v);
-            } else {
-                println!(
-                    "node {} (kind {})",
-                    v["name"].as_str().unwrap_or(""),
-                    v["kind"].as_str().unwrap_or("")
-                );
-                println!(
-                    "  key now:      {}",
-                    v["key"]
-                        .as_str()
-                        .unwrap_or("unknown until its inputs are built")
-                );
-                println!(
-                    "  current key:  {}",
-                    v["current_key"].as_str().unwrap_or("none (never built)")
-                );
-                let action = v["action"].as_str().unwrap_or("");
-                println!("  action:       {action}");
-                if let Some(rs) = v["reasons"].as_array() {
-                    for r in rs {
-                        println!("  - {}", r.as_str().unwrap_or(""));
-                    }
-                }
-                if let Some(r) = v["ran_on"].as_object() {
-                    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
-                    println!(
-                        "  built on:     {} ({}, {}, {}); not part of the key",
-                        s("adapter"),
-                        s("backend"),
-                        s("device_type"),
-                        s("driver")
-                    );
-                    let kernels: Vec<&str> = r
-                        .get("kernels")
-                        .and_then(|k| k.as_array())
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| k.as_str())
-                        .collect();
-                    println!("  kernels run:  {}", kernels.join(", "));
-                }
-                if let Some(si) = v["stale_inputs"].as_array() {
-                    for s in si {
-                        println!(
-                            "  stale input {} ({})",
-                            s["name"].as_str().unwrap_or(""),
-                            s["action"].as_str().unwrap_or("")
-                        );
-                        for r in s["reasons"].as_array().into_iter().flatten() {
-                            println!("    - {}", r.as_str().unwrap_or(""));
-                        }
-                    }
-                }
-                if action == "fresh" {
-                    println!("  nothing changed since its current build");
-                }
-            }
+            show(cli, &engine::explain(&project, idx)?, false)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gc {

@@ -23,7 +23,7 @@ pub mod source;
 
 pub use build::{BuildOptions, NodeReport, NodeStatus, build};
 pub use built::{BuiltNode, built_node, upstream_of_kind};
-pub use explain::explain;
+pub use explain::{Explanation, explain};
 pub use key::{ENGINE_VERSION, KeyParts, kind_version, parts_of};
 pub use plan::{Action, Decision, NodeState, decide, reasons, source_record, status};
 pub use project::{
