@@ -1,10 +1,12 @@
-//! A node's current build as files: what `pai generate` reads.
+//! A node's current build as files: what `pai generate` reads, and where
+//! `pai path` says a node's outputs are.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use super::Project;
+use crate::spec::UsageError;
 
 /// A node's current build as files: what `pai generate` reads.
 #[derive(Clone, Debug)]
@@ -97,4 +99,56 @@ pub fn upstream_of_kind(project: &Project, node: &str, kind: &str) -> Option<Str
         }
     }
     None
+}
+
+/// `pai path NODE [OUTPUT]`: where a node's outputs are.
+#[derive(serde::Serialize, Debug)]
+pub struct NodePath {
+    /// Absolute (lexically: links stay as written).
+    pub path: PathBuf,
+}
+
+impl std::fmt::Display for NodePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())
+    }
+}
+
+/// A node's output folder, or one output's path in it: a source's folder
+/// in the project, else the folder of its current build's outputs.
+pub fn node_path(project: &Project, node: &str, output: Option<&str>) -> Result<NodePath> {
+    let idx = project.pipeline.node(node)?;
+    let n = &project.pipeline.nodes[idx];
+    let path = if n.step.is_source() {
+        let dir = project.dir.join(n.params.str("path")?);
+        match output {
+            Some(o) => dir.join(o),
+            None => dir,
+        }
+    } else {
+        let key = project.store.read_ref(node).with_context(|| {
+            format!("node `{node}` has not been built yet; run `pai build {node}`")
+        })?;
+        let rec = project
+            .store
+            .record(&key)
+            .with_context(|| format!("the record of `{node}` is missing; rebuild it"))?;
+        let dir = project.store.out_dir(node);
+        match output {
+            None => dir,
+            Some(o) => {
+                if !rec.live_outputs().any(|x| x.name == o) {
+                    let names: Vec<&str> = rec.live_outputs().map(|x| x.name.as_str()).collect();
+                    anyhow::bail!(UsageError(format!(
+                        "node `{node}` has no output `{o}`; its outputs are: {}",
+                        names.join(", ")
+                    )));
+                }
+                dir.join(o)
+            }
+        }
+    };
+    Ok(NodePath {
+        path: std::path::absolute(&path).unwrap_or(path),
+    })
 }

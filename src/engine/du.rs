@@ -1,6 +1,8 @@
 //! `pai du`: the funnel as built — every node's outputs and sizes, the
 //! cache's total, and what `gc` would free.
 
+use std::fmt;
+
 use anyhow::Result;
 
 use super::{Project, pending_keys, undeclared_refs};
@@ -94,4 +96,58 @@ pub fn du(project: &Project) -> Result<DuReport> {
         reclaimable_bytes: plain.freed_bytes,
         temporary_bytes: plain.temporary_bytes,
     })
+}
+
+impl fmt::Display for DuReport {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        use crate::report::size;
+        writeln!(
+            f,
+            "{:<14} {:<26} {:>10}  retention",
+            "node", "output", "size"
+        )?;
+        for n in &self.nodes {
+            if !n.built {
+                writeln!(f, "{:<14} {:<26} {:>10}", n.name, "(not built)", "")?;
+            } else if let (Some(files), Some(bytes)) = (n.source_files, n.source_bytes) {
+                writeln!(
+                    f,
+                    "{:<14} {:<26} {:>10}  source",
+                    n.name,
+                    format!("{files} files"),
+                    size(bytes)
+                )?;
+            }
+            for o in &n.outputs {
+                let ret = if o.collected {
+                    format!("{} (collected)", o.retention)
+                } else {
+                    o.retention.clone()
+                };
+                writeln!(
+                    f,
+                    "{:<14} {:<26} {:>10}  {ret}",
+                    n.name,
+                    o.name,
+                    size(o.bytes)
+                )?;
+            }
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "cache total:                     {}",
+            size(self.cache_bytes)
+        )?;
+        writeln!(
+            f,
+            "reclaimable by `pai gc`:         {}",
+            size(self.reclaimable_bytes)
+        )?;
+        writeln!(
+            f,
+            "more with `pai gc --temporaries`: {}",
+            size(self.temporary_bytes)
+        )
+    }
 }

@@ -11,7 +11,7 @@
 //! - [`du`], [`gc`], [`bench`]: the commands of those names.
 
 pub mod bench;
-mod build;
+pub mod build;
 pub mod built;
 pub mod du;
 pub mod explain;
@@ -21,12 +21,15 @@ pub mod plan;
 pub mod project;
 pub mod source;
 
-pub use build::{BuildOptions, NodeReport, NodeStatus, build};
-pub use built::{BuiltNode, built_node, upstream_of_kind};
+pub use build::{BuildOptions, BuildRun, NodeReport, NodeStatus, build};
+pub use built::{BuiltNode, NodePath, built_node, node_path, upstream_of_kind};
 pub use explain::{Explanation, explain};
 pub use key::{ENGINE_VERSION, KeyParts, kind_version, parts_of};
-pub use plan::{Action, Decision, NodeState, decide, reasons, source_record, status};
+pub use plan::{
+    Action, Decision, DryRun, NodeState, StatusReport, decide, dry_run, reasons, source_record,
+    status, status_report,
+};
 pub use project::{
-    Project, pending_keys, pipeline_path, store_at, undeclared_refs, view_file, view_file_rel,
-    view_name,
+    Project, pending_keys, pipeline_path, require_project, store_at, store_for, undeclared_refs,
+    view_file, view_file_rel, view_name,
 };

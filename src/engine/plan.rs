@@ -353,3 +353,89 @@ pub fn status(project: &Project, targets: &[usize]) -> Vec<NodeState> {
     }
     out
 }
+
+/// `pai status`: every node the targets need, fresh or stale and why.
+#[derive(Serialize)]
+pub struct StatusReport {
+    pub nodes: Vec<NodeState>,
+}
+
+impl StatusReport {
+    /// Nothing is stale.
+    pub fn up_to_date(&self) -> bool {
+        self.nodes.iter().all(|s| !s.stale)
+    }
+
+    /// 1 when a node cannot be planned.
+    pub fn exit_code(&self) -> u8 {
+        if self.nodes.iter().any(|s| s.action == Action::Error) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for s in &self.nodes {
+            let word = if s.stale {
+                format!("stale ({})", s.action)
+            } else {
+                "fresh".into()
+            };
+            writeln!(f, "{word:>17} {}", s.name)?;
+            for r in &s.reasons {
+                writeln!(f, "{:>17}   {r}", "")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `pai status` of the targets.
+pub fn status_report(project: &Project, targets: &[usize]) -> StatusReport {
+    StatusReport {
+        nodes: status(project, targets),
+    }
+}
+
+/// `pai build --dry-run`: what a build would do, changing nothing.
+#[derive(Serialize)]
+pub struct DryRun {
+    /// Always true: tells this document from a build's.
+    pub dry_run: bool,
+    pub nodes: Vec<NodeState>,
+    /// Whether the text shows why each stale node is stale.
+    #[serde(skip)]
+    pub reasons: bool,
+}
+
+impl fmt::Display for DryRun {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for s in &self.nodes {
+            let word = match s.action {
+                Action::Fresh => "fresh",
+                Action::Restore => "would restore",
+                Action::Error => "error",
+                Action::Build | Action::Blocked => "would build",
+            };
+            writeln!(f, "{word:>14} {}", s.name)?;
+            if s.action != Action::Fresh && self.reasons {
+                for r in &s.reasons {
+                    writeln!(f, "{:>14}   {r}", "")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `pai build --dry-run` of the targets; `reasons`: show why (not `-q`).
+pub fn dry_run(project: &Project, targets: &[usize], reasons: bool) -> DryRun {
+    DryRun {
+        dry_run: true,
+        nodes: status(project, targets),
+        reasons,
+    }
+}

@@ -144,6 +144,36 @@ pub fn store_at(dir: &Path, file: Option<&Path>) -> Store {
     )
 }
 
+/// Refuses a folder that is not a project (no pipeline file) before anything
+/// is created there: `pai -C typo gc` must not make `typo/cache`.
+pub fn require_project(dir: &Path, file: Option<&Path>) -> Result<()> {
+    let path = pipeline_path(dir, file);
+    if !dir.is_dir() {
+        return Err(UsageError(format!(
+            "{}: no such folder; give a project folder (one with a {}) with -C DIR",
+            dir.display(),
+            file.unwrap_or(Path::new("Pipeline.toml")).display()
+        ))
+        .into());
+    }
+    if !path.is_file() {
+        return Err(UsageError(format!(
+            "{} is not a pai project: no pipeline file {}; run pai in a folder with a \
+             Pipeline.toml, or give one with -C DIR or -f FILE",
+            absolute(dir).display(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// [`store_at`] of a folder that [`require_project`] accepts.
+pub fn store_for(dir: &Path, file: Option<&Path>) -> Result<Store> {
+    require_project(dir, file)?;
+    Ok(store_at(dir, file))
+}
+
 /// A folder as an absolute path (lexically, so links stay as the user wrote
 /// them; unchanged if the working folder cannot be read).
 fn absolute(dir: &Path) -> PathBuf {
