@@ -102,3 +102,127 @@ pub fn parts_of(rec: &Record) -> KeyParts {
         shaders: rec.shaders.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(role: &str, node: &str, hash: &str) -> RecInput {
+        RecInput {
+            role: role.into(),
+            node: node.into(),
+            hash: hash.into(),
+        }
+    }
+
+    fn parts(params: Json, inputs: Vec<RecInput>) -> KeyParts {
+        let Json::Object(params) = params else {
+            panic!("params must be an object")
+        };
+        KeyParts {
+            kind: "tokenize".into(),
+            kind_version: 1,
+            params,
+            inputs,
+            shaders: vec![RecShader {
+                name: "matmul::main".into(),
+                hash: "5a".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn input_order_does_not_change_the_key() {
+        let a = parts(
+            json!({"seq": 64}),
+            vec![
+                input("corpus", "text", "aa"),
+                input("tokenizer", "bpe", "bb"),
+            ],
+        );
+        let b = parts(
+            json!({"seq": 64}),
+            vec![
+                input("tokenizer", "bpe", "bb"),
+                input("corpus", "text", "aa"),
+            ],
+        );
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn parameter_order_does_not_change_the_key() {
+        let a = parts(json!({"seq": 64, "split": 0.1}), vec![]);
+        let b = parts(json!({"split": 0.1, "seq": 64}), vec![]);
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
+    fn node_names_do_not_change_the_key() {
+        let a = parts(json!({"seq": 64}), vec![input("corpus", "text", "aa")]);
+        let renamed = parts(json!({"seq": 64}), vec![input("corpus", "books", "aa")]);
+        assert_eq!(a.key(), renamed.key());
+    }
+
+    #[test]
+    fn a_parameter_changes_the_key() {
+        let a = parts(json!({"seq": 64}), vec![input("corpus", "text", "aa")]);
+        let changed = parts(json!({"seq": 128}), vec![input("corpus", "text", "aa")]);
+        let added = parts(
+            json!({"seq": 64, "split": 0.1}),
+            vec![input("corpus", "text", "aa")],
+        );
+        let typed = parts(json!({"seq": "64"}), vec![input("corpus", "text", "aa")]);
+        let keys = [a.key(), changed.key(), added.key(), typed.key()];
+        let unique: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    }
+
+    #[test]
+    fn an_inputs_content_changes_the_key() {
+        let a = parts(json!({}), vec![input("corpus", "text", "aa")]);
+        let b = parts(json!({}), vec![input("corpus", "text", "ab")]);
+        assert_ne!(a.key(), b.key());
+        // The same content in another role is another key.
+        let c = parts(json!({}), vec![input("tokenizer", "text", "aa")]);
+        assert_ne!(a.key(), c.key());
+    }
+
+    #[test]
+    fn kind_version_and_shaders_change_the_key() {
+        let a = parts(json!({}), vec![]);
+        let mut v = a.clone();
+        v.kind_version = 2;
+        let mut s = a.clone();
+        s.shaders[0].hash = "5b".into();
+        let mut k = a.clone();
+        k.kind = "pack".into();
+        assert_ne!(a.key(), v.key());
+        assert_ne!(a.key(), s.key());
+        assert_ne!(a.key(), k.key());
+    }
+
+    #[test]
+    fn a_record_gives_back_its_key_parts() {
+        let a = parts(json!({"seq": 64}), vec![input("corpus", "text", "aa")]);
+        let rec = Record {
+            key: a.key(),
+            node: "tok".into(),
+            kind: a.kind.clone(),
+            kind_version: a.kind_version,
+            engine: ENGINE_VERSION,
+            params: a.params.clone(),
+            inputs: a.inputs.clone(),
+            shaders: a.shaders.clone(),
+            outputs: vec![],
+            content: String::new(),
+            files: vec![],
+            seconds: 0.0,
+            built_at: 0,
+            built_at_nanos: 0,
+            ran_on: None,
+            summary: None,
+        };
+        assert_eq!(parts_of(&rec).key(), rec.key);
+    }
+}

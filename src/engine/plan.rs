@@ -439,3 +439,143 @@ pub fn dry_run(project: &Project, targets: &[usize], reasons: bool) -> DryRun {
         reasons,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value as Json, json};
+
+    use super::*;
+    use crate::store::{MAIN_VIEW, RecShader};
+
+    fn parts(params: Json, input_hash: &str, kind_version: u32) -> KeyParts {
+        let Json::Object(params) = params else {
+            panic!("params must be an object")
+        };
+        KeyParts {
+            kind: "tokenize".into(),
+            kind_version,
+            params,
+            inputs: vec![RecInput {
+                role: "corpus".into(),
+                node: "text".into(),
+                hash: input_hash.into(),
+            }],
+            shaders: vec![RecShader {
+                name: "matmul::main".into(),
+                hash: "5a".into(),
+            }],
+        }
+    }
+
+    /// A store in which `tok`'s current build was made from `built`.
+    fn store_with_build(built: &KeyParts) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("cache"), MAIN_VIEW);
+        let rec = Record {
+            key: built.key(),
+            node: "tok".into(),
+            kind: built.kind.clone(),
+            kind_version: built.kind_version,
+            engine: ENGINE_VERSION,
+            params: built.params.clone(),
+            inputs: built.inputs.clone(),
+            shaders: built.shaders.clone(),
+            outputs: vec![],
+            content: "c0".into(),
+            files: vec![],
+            seconds: 0.0,
+            built_at: 0,
+            built_at_nanos: 0,
+            ran_on: None,
+            summary: None,
+        };
+        store.write_record(&rec).unwrap();
+        store.write_ref("tok", &rec.key).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_node_never_built_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("cache"), MAIN_VIEW);
+        let now = parts(json!({"seq": 64}), "aa", 1);
+        assert_eq!(
+            reasons(&store, "tok", Some(&now), None),
+            vec!["never built"]
+        );
+    }
+
+    #[test]
+    fn a_parameter_change_is_named_with_both_values() {
+        let (_dir, store) = store_with_build(&parts(json!({"seq": 64, "old": 1}), "aa", 1));
+        let now = parts(json!({"seq": 128, "new": true}), "aa", 1);
+        assert_eq!(
+            reasons(&store, "tok", Some(&now), None),
+            vec![
+                "parameter `seq` changed: 64 → 128",
+                "parameter `new` is new: true",
+                "parameter `old` was removed",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_inputs_content_change_names_the_input() {
+        let (_dir, store) = store_with_build(&parts(json!({"seq": 64}), "aa", 1));
+        let now = parts(json!({"seq": 64}), "ab", 1);
+        assert_eq!(
+            reasons(&store, "tok", Some(&now), None),
+            vec!["input `text` changed"]
+        );
+        // The same content from a renamed node is no change: no reason, and
+        // the same key.
+        let mut renamed = parts(json!({"seq": 64}), "aa", 1);
+        renamed.inputs[0].node = "books".into();
+        let r = reasons(&store, "tok", Some(&renamed), None);
+        assert_eq!(
+            r,
+            vec!["outputs of its current build are missing from the store"]
+        );
+    }
+
+    #[test]
+    fn a_kind_version_change_names_the_kind_and_both_versions() {
+        let (_dir, store) = store_with_build(&parts(json!({"seq": 64}), "aa", 1));
+        let now = parts(json!({"seq": 64}), "aa", 2);
+        assert_eq!(
+            reasons(&store, "tok", Some(&now), None),
+            vec!["the `tokenize` implementation changed (version 1 → 2)"]
+        );
+    }
+
+    #[test]
+    fn a_shader_change_and_a_lost_record_say_so() {
+        let built = parts(json!({"seq": 64}), "aa", 1);
+        let (_dir, store) = store_with_build(&built);
+        let mut now = built.clone();
+        now.shaders[0].hash = "5b".into();
+        assert_eq!(
+            reasons(&store, "tok", Some(&now), None),
+            vec!["shader `matmul::main` changed"]
+        );
+        std::fs::remove_file(store.record_path(&built.key())).unwrap();
+        assert_eq!(
+            reasons(&store, "tok", Some(&now), None),
+            vec!["the record of its current build is missing from the store"]
+        );
+    }
+
+    #[test]
+    fn actions_serialise_to_the_words_status_shows() {
+        for (a, w) in [
+            (Action::Fresh, "fresh"),
+            (Action::Restore, "restore"),
+            (Action::Build, "build"),
+            (Action::Blocked, "blocked"),
+            (Action::Error, "error"),
+        ] {
+            assert_eq!(serde_json::to_value(a).unwrap(), json!(w));
+            assert_eq!(a.to_string(), w);
+        }
+    }
+}
