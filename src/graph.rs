@@ -151,3 +151,41 @@ pub fn render(p: &Pipeline, format: &str) -> String {
 fn mermaid_id(name: &str) -> String {
     name.replace('-', "_")
 }
+
+/// `pai graph`: the pipeline's nodes, and its text in one format.
+#[derive(serde::Serialize, Debug)]
+pub struct GraphReport {
+    pub nodes: Vec<GraphNode>,
+    /// Graphviz or Mermaid text ([`render`]).
+    pub text: String,
+}
+
+/// One node of [`GraphReport`].
+#[derive(serde::Serialize, Debug)]
+pub struct GraphNode {
+    pub name: String,
+    pub kind: String,
+    pub inputs: Vec<String>,
+}
+
+/// The pipeline as `pai graph` shows it; `format`: `dot` or `mermaid`.
+pub fn report(p: &Pipeline, format: &str) -> GraphReport {
+    GraphReport {
+        nodes: p
+            .nodes
+            .iter()
+            .map(|n| GraphNode {
+                name: n.name.clone(),
+                kind: n.kind().to_string(),
+                inputs: n.inputs.clone(),
+            })
+            .collect(),
+        text: render(p, format),
+    }
+}
+
+impl std::fmt::Display for GraphReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}

@@ -1,16 +1,16 @@
 //! The `pai` command line: parse, call the library, print.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use pai::engine::{self, BuildOptions, NodeStatus, Project};
+use pai::engine::{self, BuildOptions, Project};
 use pai::report::{self, Ui};
 use pai::spec::UsageError;
-use pai::store::{lock, verify};
+use pai::store::verify;
 use pai::{graph, steps};
 
 #[derive(Parser)]
@@ -211,172 +211,43 @@ fn open(cli: &Cli) -> Result<Project> {
 fn run(cli: &Cli) -> Result<ExitCode> {
     let ui = Ui::new(cli.quiet, cli.verbose);
     match &cli.command {
-        Command::Kinds { markdown } => {
-            if *markdown {
-                print!("{}", steps::kinds_markdown());
-            } else if cli.json {
-                print_json(&kinds_json());
-            } else {
-                print!("{}", steps::kinds_markdown().replace("`", ""));
-            }
+        Command::Kinds { markdown: true } => {
+            print!("{}", steps::kinds_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kinds { markdown: false } => {
+            show(cli, &steps::kinds::report(), false)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Build { targets, dry_run } => {
             let project = open(cli)?;
             let targets = project.targets(targets)?;
             if *dry_run {
-                let states = engine::status(&project, &targets);
-                if cli.json {
-                    print_json(&json!({ "dry_run": true, "nodes": states }));
-                } else {
-                    for s in &states {
-                        let word = match s.action.as_str() {
-                            "fresh" => "fresh",
-                            "restore" => "would restore",
-                            "error" => "error",
-                            _ => "would build",
-                        };
-                        println!("{word:>14} {}", s.name);
-                        if s.action != "fresh" && !cli.quiet {
-                            for r in &s.reasons {
-                                println!("{:>14}   {r}", "");
-                            }
-                        }
-                    }
-                }
+                show(cli, &engine::dry_run(&project, &targets, !cli.quiet), false)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let jobs = cli.jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
-            pai::process::stop_commands_on_signals()?;
-            let reports = project.locked_build(
-                &targets,
-                &BuildOptions {
-                    jobs,
-                    adapter: cli.adapter.clone(),
-                },
-                &ui,
-            );
-            pai::process::hold_if_stopping();
-            let reports = reports?;
-            let ok = reports.iter().all(|r| {
-                matches!(
-                    r.status,
-                    NodeStatus::Fresh | NodeStatus::Restored | NodeStatus::Built
-                )
-            });
-            if cli.json {
-                print_json(&json!({ "ok": ok, "nodes": reports }));
+            let opts = BuildOptions::new(cli.jobs, cli.adapter.clone());
+            let r = engine::build::run(&project, &targets, &opts, &ui)?;
+            show(cli, &r, false)?;
+            if let Some(e) = r.error() {
+                eprintln!("error: {e}");
             }
-            if !ok {
-                let failed: Vec<&str> = reports
-                    .iter()
-                    .filter(|r| r.status == NodeStatus::Failed)
-                    .map(|r| r.name.as_str())
-                    .collect();
-                eprintln!("error: the build failed at {}", failed.join(", "));
-            }
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(ExitCode::from(r.exit_code()))
         }
         Command::Status { targets } => {
             let project = open(cli)?;
             let targets = project.targets(targets)?;
-            let states = engine::status(&project, &targets);
-            let errors = states.iter().any(|s| s.action == "error");
-            if cli.json {
-                print_json(&json!({ "nodes": states }));
-            } else {
-                for s in &states {
-                    let word = if s.stale {
-                        format!("stale ({})", s.action)
-                    } else {
-                        "fresh".into()
-                    };
-                    println!("{word:>17} {}", s.name);
-                    for r in &s.reasons {
-                        println!("{:>17}   {r}", "");
-                    }
-                }
-                if states.iter().all(|s| !s.stale) {
-                    eprintln!("everything is up to date");
-                }
+            let r = engine::status_report(&project, &targets);
+            show(cli, &r, false)?;
+            if !cli.json && r.up_to_date() {
+                eprintln!("everything is up to date");
             }
-            Ok(if errors {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(ExitCode::from(r.exit_code()))
         }
         Command::Explain { node } => {
             let project = open(cli)?;
             let idx = project.pipeline.node(node)?;
-            let v = engine::explain(&project, idx)?;
-            if cli.json {
-                print_json(&v);
-            } else {
-                println!(
-                    "node {} (kind {})",
-                    v["name"].as_str().unwrap_or(""),
-                    v["kind"].as_str().unwrap_or("")
-                );
-                println!(
-                    "  key now:      {}",
-                    v["key"]
-                        .as_str()
-                        .unwrap_or("unknown until its inputs are built")
-                );
-                println!(
-                    "  current key:  {}",
-                    v["current_key"].as_str().unwrap_or("none (never built)")
-                );
-                let action = v["action"].as_str().unwrap_or("");
-                println!("  action:       {action}");
-                if let Some(rs) = v["reasons"].as_array() {
-                    for r in rs {
-                        println!("  - {}", r.as_str().unwrap_or(""));
-                    }
-                }
-                if let Some(r) = v["ran_on"].as_object() {
-                    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
-                    println!(
-                        "  built on:     {} ({}, {}, {}); not part of the key",
-                        s("adapter"),
-                        s("backend"),
-                        s("device_type"),
-                        s("driver")
-                    );
-                    let kernels: Vec<&str> = r
-                        .get("kernels")
-                        .and_then(|k| k.as_array())
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| k.as_str())
-                        .collect();
-                    println!("  kernels run:  {}", kernels.join(", "));
-                }
-                if let Some(si) = v["stale_inputs"].as_array() {
-                    for s in si {
-                        println!(
-                            "  stale input {} ({})",
-                            s["name"].as_str().unwrap_or(""),
-                            s["action"].as_str().unwrap_or("")
-                        );
-                        for r in s["reasons"].as_array().into_iter().flatten() {
-                            println!("    - {}", r.as_str().unwrap_or(""));
-                        }
-                    }
-                }
-                if action == "fresh" {
-                    println!("  nothing changed since its current build");
-                }
-            }
+            show(cli, &engine::explain(&project, idx)?, false)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gc {
@@ -398,7 +269,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     UsageError(format!("--grace {s:?} is not a duration (try 1h, 30m, 0)"))
                 })?),
             };
-            require_project(cli)?;
+            engine::require_project(&project_dir(cli), cli.file.as_deref())?;
             let req = engine::gc::GcRequest {
                 dry_run: *dry_run,
                 temporaries: *temporaries,
@@ -419,14 +290,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     ))
                 })?),
             };
-            require_project(cli)?;
+            engine::require_project(&project_dir(cli), cli.file.as_deref())?;
             let project = open(cli)?;
             let r = engine::space::space(&project, params)?;
             show(cli, &r, false)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Du => {
-            require_project(cli)?;
+            engine::require_project(&project_dir(cli), cli.file.as_deref())?;
             let project = open(cli)?;
             let r = engine::du::du(&project)?;
             show(cli, &r, true)?;
@@ -438,137 +309,23 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 GraphFormat::Dot => "dot",
                 GraphFormat::Mermaid => "mermaid",
             };
-            let text = graph::render(&project.pipeline, f);
-            if cli.json {
-                let nodes: Vec<_> = project
-                    .pipeline
-                    .nodes
-                    .iter()
-                    .map(|n| json!({"name": n.name, "kind": n.kind(), "inputs": n.inputs}))
-                    .collect();
-                print_json(&json!({ "nodes": nodes, "text": text }));
-            } else {
-                print!("{text}");
-            }
+            show(cli, &graph::report(&project.pipeline, f), false)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Path { node, output } => {
             let project = open(cli)?;
-            let idx = project.pipeline.node(node)?;
-            let n = &project.pipeline.nodes[idx];
-            let path = if n.step.is_source() {
-                let dir = project.dir.join(n.params.str("path")?);
-                match output {
-                    Some(o) => dir.join(o),
-                    None => dir,
-                }
-            } else {
-                let key = project.store.read_ref(node).with_context(|| {
-                    format!("node `{node}` has not been built yet; run `pai build {node}`")
-                })?;
-                let rec = project
-                    .store
-                    .record(&key)
-                    .with_context(|| format!("the record of `{node}` is missing; rebuild it"))?;
-                let dir = project.store.out_dir(node);
-                match output {
-                    None => dir,
-                    Some(o) => {
-                        if !rec.live_outputs().any(|x| &x.name == o) {
-                            let names: Vec<&str> =
-                                rec.live_outputs().map(|x| x.name.as_str()).collect();
-                            bail!(UsageError(format!(
-                                "node `{node}` has no output `{o}`; its outputs are: {}",
-                                names.join(", ")
-                            )));
-                        }
-                        dir.join(o)
-                    }
-                }
-            };
-            let shown = absolute(&path);
-            if cli.json {
-                print_json(&json!({ "path": shown }));
-            } else {
-                println!("{}", shown.display());
-            }
+            show(
+                cli,
+                &engine::node_path(&project, node, output.as_deref())?,
+                true,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { repair } => {
-            let store = store_for(cli)?;
-            let _lock = lock::acquire(&store.root, "verify", &|m| ui.message(m))?;
-            let r = verify::verify(&store, *repair)?;
-            if cli.json {
-                print_json(&serde_json::to_value(&r)?);
-            } else {
-                println!(
-                    "checked {} objects ({})",
-                    r.objects_checked,
-                    report::size(r.bytes_checked)
-                );
-                // "(deleted)" only where the delete worked.
-                let fate = |path: &str| {
-                    if !*repair {
-                        ""
-                    } else if r.repair_failed.iter().any(|f| f.starts_with(path)) {
-                        " (NOT deleted: see below)"
-                    } else {
-                        " (deleted)"
-                    }
-                };
-                for h in &r.corrupt_objects {
-                    let path = store.object_path(h).display().to_string();
-                    println!("corrupt object {h}{}", fate(&path));
-                }
-                for h in &r.missing_objects {
-                    println!(
-                        "missing object {h} (a current build needs it; `pai build` rebuilds it)"
-                    );
-                }
-                for p in &r.bad_records {
-                    println!("unreadable record {p}{}", fate(p));
-                }
-                for n in &r.dangling_refs {
-                    println!("ref of `{n}` names a missing record (`pai build` rebuilds it)");
-                }
-                for n in &r.bad_refs {
-                    let (view, node) = n.split_once(':').unwrap_or((pai::store::MAIN_VIEW, n));
-                    let path = pai::store::Store::new(store.root.clone(), view)
-                        .refs_dir()
-                        .join(node);
-                    let path = path.display().to_string();
-                    println!(
-                        "unreadable ref of `{n}` (empty or not a build key){}",
-                        match fate(&path) {
-                            " (deleted)" => " (deleted; `pai build` rebuilds the node)",
-                            f => f,
-                        }
-                    );
-                }
-                for f in &r.repair_failed {
-                    println!("could not repair {f}");
-                }
-                if *repair && !r.repair_ok() {
-                    println!(
-                        "the repair is incomplete: fix the permissions of what is named above \
-                         and run `pai verify --repair` again"
-                    );
-                } else if r.clean() {
-                    println!("the store is valid");
-                } else if !repair {
-                    println!(
-                        "run `pai verify --repair` to drop what is broken; the next build rebuilds it"
-                    );
-                }
-            }
-            if *repair && !r.repair_ok() {
-                return Ok(ExitCode::from(1));
-            }
-            Ok(if r.clean() || *repair {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            let store = engine::store_for(&project_dir(cli), cli.file.as_deref())?;
+            let r = verify::run(store, *repair, &ui)?;
+            show(cli, &r, false)?;
+            Ok(ExitCode::from(r.exit_code()))
         }
         Command::Generate {
             model,
@@ -725,70 +482,4 @@ fn generate(
         println!();
     }
     Ok(r)
-}
-
-/// The store of the project folder, for commands that need no pipeline file.
-fn store_for(cli: &Cli) -> Result<pai::store::Store> {
-    require_project(cli)?;
-    Ok(engine::store_at(&project_dir(cli), cli.file.as_deref()))
-}
-
-/// Refuses a folder that is not a project (no pipeline file) before
-/// anything is created there: `pai -C typo gc` must not make `typo/cache`.
-fn require_project(cli: &Cli) -> Result<()> {
-    let dir = project_dir(cli);
-    let file = engine::pipeline_path(&dir, cli.file.as_deref());
-    if !dir.is_dir() {
-        return Err(UsageError(format!(
-            "{}: no such folder; give a project folder (one with a {}) with -C DIR",
-            dir.display(),
-            cli.file
-                .as_deref()
-                .unwrap_or(Path::new("Pipeline.toml"))
-                .display()
-        ))
-        .into());
-    }
-    if !file.is_file() {
-        return Err(UsageError(format!(
-            "{} is not a pai project: no pipeline file {}; run pai in a folder with a \
-             Pipeline.toml, or give one with -C DIR or -f FILE",
-            absolute(&dir).display(),
-            file.display()
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-fn kinds_json() -> serde_json::Value {
-    let kinds: Vec<_> = steps::registry()
-        .iter()
-        .map(|s| {
-            let params: Vec<_> = s
-                .params()
-                .iter()
-                .map(|p| {
-                    json!({
-                        "name": p.name, "type": p.ty, "default": p.default.value(),
-                        "required": p.default.value().is_none(), "doc": p.doc, "min": p.min, "max": p.max,
-                    })
-                })
-                .collect();
-            let inputs = match s.inputs() {
-                steps::Inputs::Slots(slots) => serde_json::to_value(slots).unwrap_or_default(),
-                steps::Inputs::Any => json!("any"),
-            };
-            let outputs = s.outputs(&steps::default_params(s)).map(|o| serde_json::to_value(o).unwrap_or_default()).ok();
-            json!({
-                "kind": s.kind(), "version": s.version(), "doc": s.doc(), "gpu": s.uses_gpu(&steps::default_params(s)),
-                "params": params, "inputs": inputs, "outputs": outputs,
-            })
-        })
-        .collect();
-    json!({ "kinds": kinds })
 }

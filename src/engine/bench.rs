@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{BuildOptions, NodeStatus, Project, build, status};
+use super::{Action, BuildOptions, NodeStatus, Project, build, status};
 use crate::report::{Ui, size};
 use crate::steps::SplitMix64;
 use crate::store::lock;
@@ -308,7 +308,7 @@ fn corpus_bench(
         let s = status(&project, &all);
         let secs = t.elapsed().as_secs_f64();
         anyhow::ensure!(
-            s.iter().all(|s| s.action != "error"),
+            s.iter().all(|s| s.action != Action::Error),
             "status failed: {:?}",
             s[0].reasons
         );
@@ -330,7 +330,7 @@ fn corpus_bench(
         let project = Project::open(root, None)?;
         let s = status(&project, &all);
         noop.push(t.elapsed().as_secs_f64() * 1e3);
-        anyhow::ensure!(s.iter().all(|s| s.action != "error"), "status failed");
+        anyhow::ensure!(s.iter().all(|s| s.action != Action::Error), "status failed");
     }
     Ok((cold_best, base, noop))
 }

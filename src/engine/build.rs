@@ -21,6 +21,18 @@ pub struct BuildOptions {
     pub adapter: Option<String>,
 }
 
+impl BuildOptions {
+    /// `jobs`: `-j`; `None`: one per CPU.
+    pub fn new(jobs: Option<usize>, adapter: Option<String>) -> BuildOptions {
+        let jobs = jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        BuildOptions { jobs, adapter }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
@@ -683,6 +695,56 @@ pub fn content_hash(outputs: &[RecOutput]) -> String {
             .filter(|o| o.retention != crate::steps::Retention::Log)
             .map(|o| (o.name.as_str(), o.hash.as_str())),
     )
+}
+
+/// `pai build`: whether every node is done, and each node's report. Its text
+/// is empty: each node's line was shown as it finished.
+#[derive(Serialize, Debug)]
+pub struct BuildRun {
+    pub ok: bool,
+    pub nodes: Vec<NodeReport>,
+}
+
+impl BuildRun {
+    /// What went wrong, for stderr: `None` when the build succeeded.
+    pub fn error(&self) -> Option<String> {
+        if self.ok {
+            return None;
+        }
+        let failed: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter(|r| r.status == NodeStatus::Failed)
+            .map(|r| r.name.as_str())
+            .collect();
+        Some(format!("the build failed at {}", failed.join(", ")))
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        if self.ok { 0 } else { 1 }
+    }
+}
+
+impl std::fmt::Display for BuildRun {
+    fn fmt(&self, _: &mut std::fmt::Formatter) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+/// `pai build` (not a dry run): commands end with pai on a signal, then
+/// [`Project::locked_build`].
+pub fn run(project: &Project, targets: &[usize], opts: &BuildOptions, ui: &Ui) -> Result<BuildRun> {
+    crate::process::stop_commands_on_signals()?;
+    let reports = project.locked_build(targets, opts, ui);
+    crate::process::hold_if_stopping();
+    let nodes = reports?;
+    let ok = nodes.iter().all(|r| {
+        matches!(
+            r.status,
+            NodeStatus::Fresh | NodeStatus::Restored | NodeStatus::Built
+        )
+    });
+    Ok(BuildRun { ok, nodes })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod evaluate;
 mod export;
 pub mod generate;
 pub mod gpt_init;
+pub mod kinds;
 pub mod models;
 mod pack;
 mod quantize;

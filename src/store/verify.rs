@@ -1,5 +1,7 @@
 //! `pai verify`: re-hashes every object and checks records and refs.
 
+use std::fmt;
+
 use anyhow::Result;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -42,6 +44,112 @@ impl VerifyReport {
     pub fn repair_ok(&self) -> bool {
         self.repair_failed.is_empty()
     }
+}
+
+/// `pai verify [--repair]`: the report, and what its text needs to say
+/// where each broken thing was.
+#[derive(Serialize)]
+pub struct VerifyRun {
+    #[serde(flatten)]
+    pub report: VerifyReport,
+    #[serde(skip)]
+    pub repair: bool,
+    #[serde(skip)]
+    store: Store,
+}
+
+impl VerifyRun {
+    /// 1 when the store is not valid, or `--repair` left something broken.
+    pub fn exit_code(&self) -> u8 {
+        let r = &self.report;
+        if self.repair && !r.repair_ok() {
+            return 1;
+        }
+        if r.clean() || self.repair { 0 } else { 1 }
+    }
+}
+
+impl fmt::Display for VerifyRun {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let (r, repair, store) = (&self.report, self.repair, &self.store);
+        writeln!(
+            f,
+            "checked {} objects ({})",
+            r.objects_checked,
+            crate::report::size(r.bytes_checked)
+        )?;
+        // "(deleted)" only where the delete worked.
+        let fate = |path: &str| {
+            if !repair {
+                ""
+            } else if r.repair_failed.iter().any(|f| f.starts_with(path)) {
+                " (NOT deleted: see below)"
+            } else {
+                " (deleted)"
+            }
+        };
+        for h in &r.corrupt_objects {
+            let path = store.object_path(h).display().to_string();
+            writeln!(f, "corrupt object {h}{}", fate(&path))?;
+        }
+        for h in &r.missing_objects {
+            writeln!(
+                f,
+                "missing object {h} (a current build needs it; `pai build` rebuilds it)"
+            )?;
+        }
+        for p in &r.bad_records {
+            writeln!(f, "unreadable record {p}{}", fate(p))?;
+        }
+        for n in &r.dangling_refs {
+            writeln!(
+                f,
+                "ref of `{n}` names a missing record (`pai build` rebuilds it)"
+            )?;
+        }
+        for n in &r.bad_refs {
+            let (view, node) = n.split_once(':').unwrap_or((super::MAIN_VIEW, n));
+            let path = Store::new(store.root.clone(), view).refs_dir().join(node);
+            let path = path.display().to_string();
+            writeln!(
+                f,
+                "unreadable ref of `{n}` (empty or not a build key){}",
+                match fate(&path) {
+                    " (deleted)" => " (deleted; `pai build` rebuilds the node)",
+                    f => f,
+                }
+            )?;
+        }
+        for x in &r.repair_failed {
+            writeln!(f, "could not repair {x}")?;
+        }
+        if repair && !r.repair_ok() {
+            writeln!(
+                f,
+                "the repair is incomplete: fix the permissions of what is named above \
+                 and run `pai verify --repair` again"
+            )?;
+        } else if r.clean() {
+            writeln!(f, "the store is valid")?;
+        } else if !repair {
+            writeln!(
+                f,
+                "run `pai verify --repair` to drop what is broken; the next build rebuilds it"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `pai verify`: [`verify`] under the store's lock (saying so while waiting).
+pub fn run(store: Store, repair: bool, ui: &crate::report::Ui) -> Result<VerifyRun> {
+    let _lock = super::lock::acquire(&store.root, "verify", &|m| ui.message(m))?;
+    let report = verify(&store, repair)?;
+    Ok(VerifyRun {
+        report,
+        repair,
+        store,
+    })
 }
 
 pub fn verify(store: &Store, repair: bool) -> Result<VerifyReport> {
