@@ -251,14 +251,6 @@ impl fmt::Display for Action {
     }
 }
 
-/// An action against the word that names it (`s.action == "error"`), for
-/// code written when actions were strings.
-impl PartialEq<&str> for Action {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// One line of `status`.
 #[derive(Serialize)]
 pub struct NodeState {

@@ -214,7 +214,7 @@ fn plan(
     if walk_ok {
         let targets = if default.is_empty() { all } else { default };
         for s in engine::status(&project, &targets) {
-            if s.action == "error" && s.reasons.iter().all(|r| r.trim().is_empty()) {
+            if s.action == engine::Action::Error && s.reasons.iter().all(|r| r.trim().is_empty()) {
                 return Err(format!(
                     "status of `{}`: an error without a message",
                     s.name
