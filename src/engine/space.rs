@@ -637,7 +637,7 @@ impl fmt::Display for SpaceReport {
             f,
             "a model of {} parameters ({} layers × {} channels, {} heads, context {}, vocabulary {}{}); \
              {} checkpoints, {} validation snapshots",
-            group(m.params),
+            crate::report::count(m.params),
             m.n_layer,
             m.n_embd,
             m.n_head,
@@ -736,19 +736,6 @@ impl fmt::Display for SpaceReport {
     }
 }
 
-/// 1234567 as `1,234,567`.
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -798,6 +785,5 @@ mod tests {
             .param_count() as f64;
             assert!((got / n as f64 - 1.0).abs() < 0.35, "{n}: {got}");
         }
-        assert_eq!(group(75_000_000_000), "75,000,000,000");
     }
 }

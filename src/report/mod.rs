@@ -133,7 +133,6 @@ pub fn duration(s: f64) -> String {
     }
 }
 
-/// Bytes in binary units: 1.5 KiB, 12.0 MiB.
 /// A count with thousands separators: 1234567 → "1,234,567".
 pub fn count(n: u64) -> String {
     let s = n.to_string();
@@ -147,34 +146,27 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// Bytes in binary units: 1.5 KiB, 12.0 MiB.
 pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"])
 }
 
 /// Bytes in decimal units (kB, MB, GB, TB), as the space study writes them.
 pub fn size_si(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"])
+}
+
+fn scaled(bytes: u64, base: f64, units: &[&str; 6]) -> String {
     let mut v = bytes as f64;
     let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
+    while v >= base && u + 1 < units.len() {
+        v /= base;
         u += 1;
     }
     if u == 0 {
         format!("{bytes} B")
     } else {
-        format!("{v:.1} {}", UNITS[u])
+        format!("{v:.1} {}", units[u])
     }
 }
 
