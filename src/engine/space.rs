@@ -539,10 +539,15 @@ pub fn space(project: &Project, params: Option<f64>) -> Result<SpaceReport> {
         + rows[at(Artifact::OptimizerStates)].bytes
         + snaps * weights
         + f.steps * line;
-    let all = sum(&|_| true);
+    // The last step is always evaluated, so its snapshot holds the final
+    // weights' very bytes: stored once.
+    let shared = if snaps > 0 { weights } else { 0 };
+    let rows_sum = sum(&|_| true);
+    let all = rows_sum - shared;
     let totals = StudyTotals {
         after_training: all,
-        after_cleanup: all - temporary.min(all),
+        // The snapshots go (the one like the final weights included).
+        after_cleanup: rows_sum - temporary.min(rows_sum),
         usable_model: sum(&|a| matches!(a, Artifact::Model8Bit | Artifact::Model4Bit)),
     };
     let measured = match params {
