@@ -9,7 +9,7 @@
 //! computed as the writers lay them out; data sizes come from the corpus and,
 //! once it is built, the tokenizer.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::{Context, Result};
@@ -63,7 +63,7 @@ pub struct SpaceReport {
     pub measured: Option<StudyTable>,
     pub memory: TrainingMemory,
     /// How each projected row was computed.
-    pub how: HashMap<String, String>,
+    pub how: BTreeMap<String, String>,
 }
 
 /// The pipeline's numbers the projection starts from.
@@ -281,16 +281,19 @@ fn pack_rows(tokens: u64, context: usize) -> u64 {
 pub fn space(project: &Project, params: Option<f64>) -> Result<SpaceReport> {
     let f = Funnel::read(project)?;
     let c = corpus(&f)?;
-    let mut how = HashMap::new();
+    let mut how = BTreeMap::new();
     let mut rows = StudyTable::empty();
     let at = |a: Artifact| Artifact::ALL.iter().position(|&x| x == a).unwrap_or(0);
-    let mut set =
-        |a: Artifact, bytes: u64, files: usize, note: String, how: &mut HashMap<String, String>| {
-            let r: &mut StudyRow = &mut rows[at(a)];
-            r.bytes += bytes;
-            r.files += files;
-            how.insert(a.label().to_string(), note);
-        };
+    let mut set = |a: Artifact,
+                   bytes: u64,
+                   files: usize,
+                   note: String,
+                   how: &mut BTreeMap<String, String>| {
+        let r: &mut StudyRow = &mut rows[at(a)];
+        r.bytes += bytes;
+        r.files += files;
+        how.insert(a.label().to_string(), note);
+    };
     let ckpts = f.events(f.checkpoint_every);
     let snaps = f.events(f.eval_every);
 
