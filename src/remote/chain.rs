@@ -196,6 +196,36 @@ impl Cache {
         ui: &Ui,
     ) -> Result<Option<Record>> {
         let mut out = rec.clone();
+        // A bar in bytes (on a terminal) while the node's objects come down.
+        let total: u64 = out
+            .outputs
+            .iter()
+            .filter(|o| want(o) && !store.has_object(&o.hash, o.bytes))
+            .map(|o| o.bytes)
+            .sum();
+        let bar = ui.node_progress(node);
+        let mut done = 0u64;
+        let result = self.fetch_into(store, node, &mut out, want, ui, &mut |b| {
+            done += b;
+            bar.set(done, total, "bytes");
+        });
+        bar.finish();
+        Ok(result?.then(|| {
+            out.node = node.to_string();
+            out
+        }))
+    }
+
+    /// [`Cache::fetch`]'s loop: `Ok(false)` on a miss.
+    fn fetch_into(
+        &self,
+        store: &Store,
+        node: &str,
+        out: &mut Record,
+        want: &dyn Fn(&RecOutput) -> bool,
+        ui: &Ui,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<bool> {
         for o in out.outputs.iter_mut() {
             if store.has_object(&o.hash, o.bytes) {
                 o.collected = false;
@@ -211,16 +241,18 @@ impl Cache {
                      building locally",
                     o.name
                 ));
-                return Ok(None);
+                return Ok(false);
             }
             if self.is_down() {
-                return Ok(None);
+                return Ok(false);
             }
             match self.download(store, &o.hash, o.bytes) {
                 Ok(Got::Stored) => {
                     let mut t = lock(&self.traffic);
                     t.downloaded_objects += 1;
                     t.downloaded_bytes += o.bytes;
+                    drop(t);
+                    progress(o.bytes);
                     o.collected = false;
                 }
                 Ok(Got::Missing) => {
@@ -231,7 +263,7 @@ impl Cache {
                             o.name
                         ));
                     }
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Ok(Got::Corrupt(actual, n)) => {
                     lock(&self.traffic).refused_objects += 1;
@@ -243,18 +275,17 @@ impl Cache {
                         o.name,
                         &actual[..12]
                     ));
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Err(Fail::Remote(e @ RemoteError::Denied(_))) => return Err(self.failed(e, ui)),
                 Err(Fail::Remote(e)) => {
                     self.failed(e, ui);
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Err(Fail::Local(e)) => return Err(e),
             }
         }
-        out.node = node.to_string();
-        Ok(Some(out))
+        Ok(true)
     }
 
     /// One object into the local store, verified.
