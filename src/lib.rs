@@ -12,6 +12,7 @@ pub mod gpu;
 pub mod graph;
 pub mod model;
 pub mod process;
+pub mod remote;
 pub mod report;
 pub mod spec;
 pub mod steps;

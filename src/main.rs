@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use std::sync::Arc;
+
 use pai::engine::{self, BuildOptions, Project};
+use pai::remote::{self, Cache, Mode};
 use pai::report::{self, Ui};
 use pai::spec::UsageError;
 use pai::store::verify;
@@ -42,6 +45,35 @@ struct Cli {
     /// [default: the best GPU, else a CPU adapter].
     #[arg(long, value_name = "NAME", global = true, env = "PAI_ADAPTER")]
     adapter: Option<String>,
+    /// The shared remote cache: s3://BUCKET/PREFIX or file:///PATH [default: `url` in the
+    /// pipeline file's [remote] table].
+    #[arg(long = "remote", value_name = "URL", global = true, env = "PAI_REMOTE")]
+    remote_url: Option<String>,
+    /// The S3-compatible server's address [default: `endpoint` in [remote], else AWS].
+    #[arg(
+        long = "remote-endpoint",
+        value_name = "URL",
+        global = true,
+        env = "AWS_ENDPOINT_URL"
+    )]
+    remote_endpoint: Option<String>,
+    /// The bucket's region [default: `region` in [remote], else us-east-1].
+    #[arg(
+        long = "remote-region",
+        value_name = "REGION",
+        global = true,
+        env = "AWS_REGION"
+    )]
+    remote_region: Option<String>,
+    /// Seconds a remote request may take before the remote counts as down for the run.
+    #[arg(
+        long = "remote-timeout",
+        value_name = "SECS",
+        global = true,
+        env = "PAI_REMOTE_TIMEOUT",
+        default_value_t = 5
+    )]
+    remote_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +86,21 @@ enum Command {
         /// Say what would be built or restored; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Leave the shared remote cache alone in this run.
+        #[arg(long, conflicts_with = "remote_read_only")]
+        no_remote: bool,
+        /// Download from the remote cache, upload nothing (e.g. for pull requests in CI).
+        #[arg(long)]
+        remote_read_only: bool,
+    },
+    /// Send the current builds of targets (and what they need) to the remote cache.
+    Push { targets: Vec<String> },
+    /// Bring targets' builds (and what they need) from the remote cache; run nothing but sources.
+    Pull { targets: Vec<String> },
+    /// The shared remote cache.
+    Remote {
+        #[command(subcommand)]
+        what: RemoteCommand,
     },
     /// What is stale and why; builds nothing.
     Status { targets: Vec<String> },
@@ -149,6 +196,12 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum RemoteCommand {
+    /// What the remote holds for the pipeline's nodes (or TARGETs and what they need).
+    Status { targets: Vec<String> },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum GraphFormat {
     Dot,
@@ -219,20 +272,64 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             show(cli, &steps::kinds::report(), false)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Build { targets, dry_run } => {
+        Command::Build {
+            targets,
+            dry_run,
+            no_remote,
+            remote_read_only,
+        } => {
             let project = open(cli)?;
             let targets = project.targets(targets)?;
             if *dry_run {
                 show(cli, &engine::dry_run(&project, &targets, !cli.quiet), false)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let opts = BuildOptions::new(cli.jobs, cli.adapter.clone());
+            let mut opts = BuildOptions::new(cli.jobs, cli.adapter.clone());
+            if !*no_remote {
+                let mode = if *remote_read_only {
+                    Mode::ReadOnly
+                } else {
+                    Mode::ReadWrite
+                };
+                opts.remote = remote_cache(cli, &project, mode)?;
+            }
             let r = engine::build::run(&project, &targets, &opts, &ui)?;
             show(cli, &r, false)?;
             if let Some(e) = r.error() {
                 eprintln!("error: {e}");
             }
             Ok(ExitCode::from(r.exit_code()))
+        }
+        Command::Push { targets } => {
+            let project = open(cli)?;
+            let targets = project.targets(targets)?;
+            let cache = require_remote(cli, &project, Mode::ReadWrite)?;
+            let r = engine::remote::push(&project, &targets, &cache, &ui)?;
+            show(cli, &r, true)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pull { targets } => {
+            let project = open(cli)?;
+            let targets = project.targets(targets)?;
+            let mut opts = BuildOptions::new(cli.jobs, cli.adapter.clone());
+            opts.remote = Some(require_remote(cli, &project, Mode::ReadOnly)?);
+            let r = engine::remote::pull(&project, &targets, &opts, &ui)?;
+            show(cli, &r, true)?;
+            Ok(ExitCode::from(if r.ok { 0 } else { 1 }))
+        }
+        Command::Remote {
+            what: RemoteCommand::Status { targets },
+        } => {
+            let project = open(cli)?;
+            let targets = if targets.is_empty() {
+                (0..project.pipeline.nodes.len()).collect()
+            } else {
+                project.targets(targets)?
+            };
+            let cache = require_remote(cli, &project, Mode::ReadOnly)?;
+            let r = engine::remote::status(&project, &targets, &cache)?;
+            show(cli, &r, false)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { targets } => {
             let project = open(cli)?;
@@ -427,6 +524,68 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The remote cache the command line, the environment and the pipeline file's
+/// `[remote]` table name (in that order of precedence), or `None`. Credentials
+/// come from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (`AWS_SESSION_TOKEN`),
+/// else from the shared credentials file's profile (`AWS_PROFILE`, default
+/// `default`; `AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`). They are
+/// read here, by the CLI, and never as flags (a flag shows in `ps`).
+fn remote_cache(cli: &Cli, project: &Project, mode: Mode) -> Result<Option<Arc<Cache>>> {
+    let spec = &project.pipeline.remote;
+    let Some(url) = cli.remote_url.clone().or_else(|| spec.url.clone()) else {
+        return Ok(None);
+    };
+    pai::spec::remote::check_url(&url).map_err(|m| UsageError(format!("remote cache: {m}")))?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        (Some(key_id), Some(secret)) => Some(remote::Credentials {
+            key_id,
+            secret,
+            token: env("AWS_SESSION_TOKEN"),
+        }),
+        (Some(_), None) | (None, Some(_)) => {
+            bail!(UsageError(
+                "remote cache: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together; set both"
+                    .into()
+            ))
+        }
+        (None, None) => {
+            let file = env("AWS_SHARED_CREDENTIALS_FILE")
+                .map(PathBuf::from)
+                .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".aws/credentials")));
+            let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+            file.and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|text| remote::profile_credentials(&text, &profile))
+        }
+    };
+    let cfg = remote::RemoteConfig {
+        url,
+        endpoint: cli
+            .remote_endpoint
+            .clone()
+            .or_else(|| spec.endpoint.clone()),
+        region: cli
+            .remote_region
+            .clone()
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .or_else(|| spec.region.clone()),
+        credentials,
+        timeout_secs: cli.remote_timeout,
+    };
+    Ok(Some(Arc::new(Cache::new(remote::open(&cfg)?, mode))))
+}
+
+fn require_remote(cli: &Cli, project: &Project, mode: Mode) -> Result<Arc<Cache>> {
+    remote_cache(cli, project, mode)?.ok_or_else(|| {
+        UsageError(format!(
+            "no remote cache: add a [remote] table with `url = \"s3://BUCKET/PREFIX\"` to {}, \
+             or set PAI_REMOTE",
+            project.pipeline.path.display()
+        ))
+        .into()
+    })
 }
 
 /// `pai generate`: the node's current build and its tokenizer, text streamed to stdout (to

@@ -63,6 +63,8 @@ fn noop_build(dir: &Path, file: Option<&Path>, names: &[String], ui: &Ui) -> Res
         &BuildOptions {
             jobs: 2,
             adapter: None,
+            remote: None,
+            remote_only: false,
         },
         ui,
     )?;
@@ -91,6 +93,8 @@ pub fn engine(
             &BuildOptions {
                 jobs: 2,
                 adapter: None,
+                remote: None,
+                remote_only: false,
             },
             &quiet,
         )?
@@ -218,6 +222,8 @@ fn data_end_bench(dir: &Path, file: Option<&Path>, ui: &Ui) -> Result<(Vec<Strin
                 &BuildOptions {
                     jobs: 2,
                     adapter: None,
+                    remote: None,
+                    remote_only: false,
                 },
                 &quiet,
             );

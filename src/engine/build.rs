@@ -1,15 +1,17 @@
 //! Running a build: nodes in dependency order, independent ones in parallel
 //! (`-j`), GPU nodes one at a time, each committed atomically to the store.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use super::{Decision, KeyParts, Project, decide, source::Listing};
+use crate::remote::{Cache, Traffic, chain::wanted};
 use crate::report::Ui;
 use crate::steps::{InputFile, InputView, LazyGpu, OutputDecl, StepCtx};
 use crate::store::{self, RanOn, RecFile, RecOutput, Record, Store};
@@ -19,6 +21,12 @@ pub struct BuildOptions {
     /// The GPU adapter to open (a name substring or backend), from `--adapter`
     /// or `PAI_ADAPTER`; `None`: the best one found.
     pub adapter: Option<String>,
+    /// The shared remote cache, asked after the local store before a stale
+    /// node runs, and sent what is built here (unless read-only).
+    pub remote: Option<Arc<Cache>>,
+    /// `pai pull`: a stale node the remote does not hold fails instead of
+    /// running.
+    pub remote_only: bool,
 }
 
 impl BuildOptions {
@@ -29,7 +37,12 @@ impl BuildOptions {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        BuildOptions { jobs, adapter }
+        BuildOptions {
+            jobs,
+            adapter,
+            remote: None,
+            remote_only: false,
+        }
     }
 }
 
@@ -39,6 +52,8 @@ pub enum NodeStatus {
     Fresh,
     Restored,
     Built,
+    /// Found in the shared remote cache and downloaded, not run.
+    Remote,
     Failed,
     Skipped,
 }
@@ -49,6 +64,7 @@ impl NodeStatus {
             NodeStatus::Fresh => "fresh",
             NodeStatus::Restored => "restored",
             NodeStatus::Built => "built",
+            NodeStatus::Remote => "remote",
             NodeStatus::Failed => "failed",
             NodeStatus::Skipped => "skipped",
         }
@@ -87,6 +103,13 @@ struct Builder<'a> {
     rebuilding: Vec<Mutex<()>>,
     /// The build's device, opened by the first step that asks for it.
     gpu: LazyGpu,
+    remote: Option<&'a Cache>,
+    remote_only: bool,
+    /// Keys the remote did not have (asked once per run).
+    remote_missed: Mutex<HashSet<String>>,
+    /// Per node: a consumer in this build reads its temporary outputs, so a
+    /// download from the remote brings them too.
+    needs_temporaries: Vec<bool>,
 }
 
 /// Builds the targets and what they need. Returns one report per node in
@@ -109,6 +132,21 @@ pub fn build(
         gpu_slot: Mutex::new(()),
         rebuilding: (0..n).map(|_| Mutex::new(())).collect(),
         gpu: LazyGpu::new(opts.adapter.clone()),
+        remote: opts.remote.as_deref(),
+        remote_only: opts.remote_only,
+        remote_missed: Mutex::new(HashSet::new()),
+        needs_temporaries: {
+            let p = &project.pipeline;
+            let mut v = vec![false; n];
+            for &idx in &order {
+                if p.nodes[idx].step.reads_temporaries() {
+                    for j in p.nodes[idx].inputs.iter().filter_map(|i| p.get(i)) {
+                        v[j] = true;
+                    }
+                }
+            }
+            v
+        },
     };
     let deps: Vec<Vec<usize>> = project
         .pipeline
@@ -216,6 +254,10 @@ pub fn build(
             ));
         }
     });
+    // Uploads finish while the store's lock is held (gc waits for them).
+    if let Some(c) = &opts.remote {
+        c.finish(ui);
+    }
     Ok(reports)
 }
 
@@ -321,7 +363,20 @@ impl Builder<'_> {
                             NodeStatus::Built,
                             self.record_source(idx, parts, key, listing)?,
                         )
+                    } else if let Some(rec) = self.ask_remote(idx, &key, force)? {
+                        (NodeStatus::Remote, rec)
                     } else {
+                        if self.remote_only {
+                            bail!(
+                                "the remote cache{} does not hold this build of `{}`; build it \
+                                 (`pai build {}`), or push it from where it was built",
+                                self.remote
+                                    .map(|c| format!(" {}", c.url()))
+                                    .unwrap_or_default(),
+                                node.name,
+                                node.name
+                            );
+                        }
                         // Producers to rebuild before this node reads them:
                         // temporaries it reads were collected (rerun even
                         // though the key's build is complete), or an output
@@ -357,13 +412,71 @@ impl Builder<'_> {
                             }
                             continue;
                         }
-                        (NodeStatus::Built, self.run(idx, parts, key)?)
+                        let rec = self.run(idx, parts, key)?;
+                        if let Some(c) = self.remote {
+                            c.upload_later(store, &rec);
+                        }
+                        (NodeStatus::Built, rec)
                     }
                 }
             };
             self.set_done(idx, rec.clone(), root);
             return Ok((status, rec));
         }
+    }
+
+    /// The second half of the cache chain: the remote's build of `key`,
+    /// downloaded (each object hashed before it enters the store) and
+    /// committed like a local build: record, ref, `out/`. `None`: a miss
+    /// (no record, a missing or damaged object, the remote down).
+    fn ask_remote(&self, idx: usize, key: &str, force: bool) -> Result<Option<Record>> {
+        let Some(cache) = self.remote else {
+            return Ok(None);
+        };
+        if self
+            .remote_missed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+        {
+            return Ok(None);
+        }
+        let node = &self.project.pipeline.nodes[idx];
+        let store = &self.project.store;
+        let miss = || {
+            self.remote_missed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_string());
+            Ok(None)
+        };
+        let Some(rec) = cache.lookup(key, self.ui)? else {
+            return miss();
+        };
+        if rec.content != content_hash(&rec.outputs) || rec.kind != node.kind() {
+            self.ui.message(&format!(
+                "warning: remote cache {}: the record of `{}` does not add up (its content \
+                 hash or kind); ignored, building locally",
+                cache.url(),
+                node.name
+            ));
+            return miss();
+        }
+        let temporaries = force || self.needs_temporaries[idx];
+        let Some(rec) = cache.fetch(
+            store,
+            &node.name,
+            &rec,
+            &|o| wanted(o, temporaries),
+            self.ui,
+        )?
+        else {
+            return miss();
+        };
+        store.write_record(&rec)?;
+        store.write_ref(&node.name, &rec.key)?;
+        store.link_out(&node.name, &rec)?;
+        Ok(Some(rec))
     }
 
     fn set_done(&self, idx: usize, rec: Record, source_root: Option<PathBuf>) {
@@ -703,6 +816,9 @@ pub fn content_hash(outputs: &[RecOutput]) -> String {
 pub struct BuildRun {
     pub ok: bool,
     pub nodes: Vec<NodeReport>,
+    /// What moved to and from the shared remote cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<Traffic>,
 }
 
 impl BuildRun {
@@ -741,10 +857,11 @@ pub fn run(project: &Project, targets: &[usize], opts: &BuildOptions, ui: &Ui) -
     let ok = nodes.iter().all(|r| {
         matches!(
             r.status,
-            NodeStatus::Fresh | NodeStatus::Restored | NodeStatus::Built
+            NodeStatus::Fresh | NodeStatus::Restored | NodeStatus::Built | NodeStatus::Remote
         )
     });
-    Ok(BuildRun { ok, nodes })
+    let remote = opts.remote.as_ref().map(|c| c.traffic());
+    Ok(BuildRun { ok, nodes, remote })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod gc;
 pub mod key;
 pub mod plan;
 pub mod project;
+pub mod remote;
 pub mod source;
 pub mod space;
 

@@ -11,7 +11,9 @@ use toml::de::{DeTable, DeValue};
 use crate::steps::{self, Inputs, ParamType, Params, Value};
 
 pub mod gc;
+pub mod remote;
 pub use gc::GcDefaults;
+pub use remote::RemoteSpec;
 
 /// A bad pipeline file or bad invocation: exit code 2.
 #[derive(Debug)]
@@ -50,6 +52,8 @@ pub struct Pipeline {
     pub nodes: Vec<Node>,
     /// The `[gc]` table: defaults for `pai gc`.
     pub gc: GcDefaults,
+    /// The `[remote]` table: the shared cache.
+    pub remote: RemoteSpec,
     index: HashMap<String, usize>,
 }
 
@@ -241,7 +245,7 @@ pub fn parse(path: &Path, text: String) -> Result<Pipeline, UsageError> {
     let mut diags = Vec::new();
     let result = parse_inner(&text, &mut diags);
     match result {
-        Some((default, nodes, gc)) if diags.is_empty() => {
+        Some((default, nodes, gc, remote)) if diags.is_empty() => {
             let index = nodes
                 .iter()
                 .enumerate()
@@ -253,6 +257,7 @@ pub fn parse(path: &Path, text: String) -> Result<Pipeline, UsageError> {
                 default,
                 nodes,
                 gc,
+                remote,
                 index,
             };
             if let Err(cycle) = crate::graph::find_cycle(&p) {
@@ -275,7 +280,7 @@ pub fn parse(path: &Path, text: String) -> Result<Pipeline, UsageError> {
     }
 }
 
-type Parsed = (Option<String>, Vec<Node>, GcDefaults);
+type Parsed = (Option<String>, Vec<Node>, GcDefaults, RemoteSpec);
 
 fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
     let root = match DeTable::parse(text) {
@@ -294,6 +299,7 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
     let mut default_span = 0..0;
     let mut nodes_table = None;
     let mut gc_defaults = GcDefaults::default();
+    let mut remote_spec = RemoteSpec::default();
     for (key, value) in root.get_ref().iter() {
         match key.get_ref().as_ref() {
             "pipeline" => match value.get_ref() {
@@ -343,10 +349,19 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
                     help: None,
                 }),
             },
+            "remote" => match value.get_ref() {
+                DeValue::Table(t) => remote_spec = remote::parse(t, diags),
+                _ => diags.push(Diag {
+                    span: value.span(),
+                    message: "`remote` must be a table ([remote] with url, endpoint, region)"
+                        .into(),
+                    help: None,
+                }),
+            },
             other => diags.push(Diag {
                 span: key.span(),
                 message: format!("unknown top-level key `{other}`"),
-                help: did_you_mean(other, &["pipeline", "nodes", "gc"]),
+                help: did_you_mean(other, &["pipeline", "nodes", "gc", "remote"]),
             }),
         }
     }
@@ -706,7 +721,7 @@ fn parse_inner(text: &str, diags: &mut Vec<Diag>) -> Option<Parsed> {
             help: did_you_mean(d, &node_names),
         });
     }
-    Some((default, nodes, gc_defaults))
+    Some((default, nodes, gc_defaults, remote_spec))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod processes;
 mod property;
 mod python_gguf;
 mod quantize;
+mod remote;
 mod scale;
 mod space;
 mod train;

@@ -243,6 +243,8 @@ impl Proj {
         let mut c = Command::new(BIN);
         c.arg("-C").arg(self.dir()).args(args);
         c.env_remove("PAI_KIND_VERSION");
+        // A developer's shared cache must not serve (or receive) test builds.
+        c.env_remove("PAI_REMOTE");
         c
     }
 
