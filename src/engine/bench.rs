@@ -58,16 +58,7 @@ fn noop_build(dir: &Path, file: Option<&Path>, names: &[String], ui: &Ui) -> Res
     let t = Instant::now();
     let project = Project::open(dir, file)?;
     let targets = project.targets(names)?;
-    let reports = project.locked_build(
-        &targets,
-        &BuildOptions {
-            jobs: 2,
-            adapter: None,
-            remote: None,
-            remote_only: false,
-        },
-        ui,
-    )?;
+    let reports = project.locked_build(&targets, &BuildOptions::new(Some(2), None), ui)?;
     let all_fresh = reports.iter().all(|r| r.status == NodeStatus::Fresh);
     Ok((t.elapsed().as_secs_f64() * 1e3, all_fresh))
 }
@@ -90,12 +81,7 @@ pub fn engine(
         build(
             &project,
             &default_targets,
-            &BuildOptions {
-                jobs: 2,
-                adapter: None,
-                remote: None,
-                remote_only: false,
-            },
+            &BuildOptions::new(Some(2), None),
             &quiet,
         )?
     };
@@ -219,12 +205,7 @@ fn data_end_bench(dir: &Path, file: Option<&Path>, ui: &Ui) -> Result<(Vec<Strin
             let reports = build(
                 &project,
                 &targets,
-                &BuildOptions {
-                    jobs: 2,
-                    adapter: None,
-                    remote: None,
-                    remote_only: false,
-                },
+                &BuildOptions::new(Some(2), None),
                 &quiet,
             );
             let secs = t.elapsed().as_secs_f64();
