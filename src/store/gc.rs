@@ -407,9 +407,14 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         }
     }
     report.tmp_bytes = super::dir_size(&store.tmp_root());
-    report.freed_bytes += report.tmp_bytes;
     if !opts.dry_run {
         store.clean_tmp()?;
+        // A run folder an orphaned command still holds stays (clean_tmp
+        // leaves it): only what went counts as freed.
+        report.tmp_bytes = report
+            .tmp_bytes
+            .saturating_sub(super::dir_size(&store.tmp_root()));
     }
+    report.freed_bytes += report.tmp_bytes;
     Ok(report)
 }
