@@ -78,6 +78,10 @@ struct Funnel<'a> {
     exports: usize,
     evaluates: usize,
     pack_context: usize,
+    /// The built tokenizer's `tokenizer.json`, read once: its vocabulary,
+    /// its size, its token counts of the corpus.
+    tokenizer_json: Option<Vec<u8>>,
+    vocab: Option<crate::model::gguf::GgufVocab>,
 }
 
 fn first<'a>(p: &'a Project, kind: &str) -> Option<&'a Node> {
@@ -100,15 +104,16 @@ impl<'a> Funnel<'a> {
             .context("the pipeline has no `gpt-init` node, so it has no model to project")?;
         let train = first(project, "train");
         let tok = first(project, "bpe-tokenizer");
+        let tokenizer_json = tok.and_then(|t| built_output(project, &t.name, "tokenizer.json"));
+        let voc = tokenizer_json
+            .as_deref()
+            .map(crate::model::gguf::vocab_from_tokenizer_json)
+            .transpose()?;
         // The vocabulary the model gets: the built tokenizer's, else the asked size.
-        let vocab = match tok.and_then(|t| built_output(project, &t.name, "tokenizer.json")) {
-            Some(bytes) => crate::model::gguf::vocab_from_tokenizer_json(&bytes)?
-                .tokens
-                .len(),
-            None => match tok {
-                Some(t) => t.params.usize("vocab_size")?,
-                None => 2048,
-            },
+        let vocab = match (&voc, tok) {
+            (Some(v), _) => v.tokens.len(),
+            (None, Some(t)) => t.params.usize("vocab_size")?,
+            (None, None) => 2048,
         };
         let ip = &init.params;
         let cfg = GptConfig {
@@ -153,6 +158,8 @@ impl<'a> Funnel<'a> {
             quantize,
             exports: count("export"),
             evaluates: count("evaluate"),
+            tokenizer_json,
+            vocab: voc,
         })
     }
 
@@ -246,8 +253,9 @@ fn corpus(f: &Funnel) -> Result<Corpus> {
         .iter()
         .map(|f| (f.path.clone(), f.bytes))
         .collect();
-    let tokenizer = first(p, "bpe-tokenizer")
-        .and_then(|t| built_output(p, &t.name, "tokenizer.json"))
+    let tokenizer = f
+        .tokenizer_json
+        .as_deref()
         .and_then(|b| tokenizers::Tokenizer::from_bytes(b).ok());
     let tokens = tokenizer.map(|t| {
         files
@@ -308,8 +316,9 @@ pub fn space(project: &Project, params: Option<f64>) -> Result<SpaceReport> {
     );
     let per_file = tokens_per_file(&c);
     let n_tokens: u64 = per_file.iter().sum();
-    let tokenizer_json = first(project, "bpe-tokenizer")
-        .and_then(|t| built_output(project, &t.name, "tokenizer.json"))
+    let tokenizer_json = f
+        .tokenizer_json
+        .as_ref()
         .map(|b| b.len() as u64)
         .unwrap_or(f.cfg.vocab_size as u64 * 30);
     // tokens.json: the vocabulary, the end-of-text id and one entry per document.
@@ -451,16 +460,13 @@ pub fn space(project: &Project, params: Option<f64>) -> Result<SpaceReport> {
         "AdamW m and v, 8 bytes per parameter".into(),
         &mut how,
     );
-    let voc = first(project, "bpe-tokenizer")
-        .and_then(|t| built_output(project, &t.name, "tokenizer.json"))
-        .and_then(|b| crate::model::gguf::vocab_from_tokenizer_json(&b).ok());
     for fmt in &f.quantize {
         let (row, rate) = match fmt {
             Format::Q8_0 => (Artifact::Model8Bit, "Q8_0: 34 bytes per 32 weights"),
             Format::Q4_0 => (Artifact::Model4Bit, "Q4_0: 18 bytes per 32 weights"),
             _ => (Artifact::FinalWeights, "unquantized"),
         };
-        let bytes = match (params, &voc) {
+        let bytes = match (params, &f.vocab) {
             (None, Some(v)) => {
                 let kv = crate::model::gguf::metadata(&f.cfg, v.clone(), *fmt)?;
                 crate::formats::gguf::file_bytes(
@@ -564,21 +570,19 @@ pub fn space(project: &Project, params: Option<f64>) -> Result<SpaceReport> {
         Some(_) => None,
     };
     let plan = crate::model::memory_plan(&cfg_n, f.batch);
-    let (w, g, o) = (4 * n, 4 * n, 8 * n);
+    // Weights and gradients 4 bytes per parameter, AdamW 8; the plan's
+    // device bytes beyond those 16 are the activations.
+    let activations = plan
+        .device_bytes
+        .saturating_sub(16 * cfg_n.param_count() as u64);
     let memory = TrainingMemory {
-        weights: w,
-        gradients: g,
-        optimizer: o,
-        activations: plan
-            .device_bytes
-            .saturating_sub(16 * cfg_n.param_count() as u64),
-        total: 0,
+        weights: 4 * n,
+        gradients: 4 * n,
+        optimizer: 8 * n,
+        activations,
+        total: 16 * n + activations,
         batch: f.batch,
         context: shape.context,
-    };
-    let memory = TrainingMemory {
-        total: memory.weights + memory.gradients + memory.optimizer + memory.activations,
-        ..memory
     };
     Ok(SpaceReport {
         model: shape,

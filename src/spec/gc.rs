@@ -2,7 +2,7 @@
 //! (`keep`, `max_size`, `temporaries`, `grace`), which the command line
 //! overrides.
 
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeInteger, DeTable, DeValue};
 
 use super::{Diag, did_you_mean, parse_int, type_name};
 
@@ -48,16 +48,17 @@ pub(super) fn parse(table: &DeTable, diags: &mut Vec<Diag>) -> GcDefaults {
                 help: Some(help.into()),
             })
         };
+        // A TOML integer that is ≥ 0.
+        let whole =
+            |i: &DeInteger| parse_int(i.as_str(), i.radix()).and_then(|n| u64::try_from(n).ok());
         match (key, v.get_ref()) {
-            ("keep", DeValue::Integer(i)) => {
-                match parse_int(i.as_str(), i.radix()).and_then(|n| usize::try_from(n).ok()) {
-                    Some(n) => d.keep = Some(n),
-                    None => bad(
-                        format!("`keep` must be a whole number ≥ 0, found {}", i.as_str()),
-                        "e.g. keep = 2 keeps the two newest older builds of each node",
-                    ),
-                }
-            }
+            ("keep", DeValue::Integer(i)) => match whole(i).and_then(|n| usize::try_from(n).ok()) {
+                Some(n) => d.keep = Some(n),
+                None => bad(
+                    format!("`keep` must be a whole number ≥ 0, found {}", i.as_str()),
+                    "e.g. keep = 2 keeps the two newest older builds of each node",
+                ),
+            },
             ("max_size", DeValue::String(s)) => match crate::report::parse_size(s) {
                 Some(n) => d.max_size = Some(n),
                 None => bad(
@@ -65,15 +66,13 @@ pub(super) fn parse(table: &DeTable, diags: &mut Vec<Diag>) -> GcDefaults {
                     "write it as bytes with a unit, e.g. max_size = \"10G\" or \"500M\"",
                 ),
             },
-            ("max_size", DeValue::Integer(i)) => {
-                match parse_int(i.as_str(), i.radix()).and_then(|n| u64::try_from(n).ok()) {
-                    Some(n) => d.max_size = Some(n),
-                    None => bad(
-                        format!("`max_size` must be ≥ 0 bytes, found {}", i.as_str()),
-                        "write it as bytes with a unit, e.g. max_size = \"10G\"",
-                    ),
-                }
-            }
+            ("max_size", DeValue::Integer(i)) => match whole(i) {
+                Some(n) => d.max_size = Some(n),
+                None => bad(
+                    format!("`max_size` must be ≥ 0 bytes, found {}", i.as_str()),
+                    "write it as bytes with a unit, e.g. max_size = \"10G\"",
+                ),
+            },
             ("temporaries", DeValue::Boolean(b)) => d.temporaries = Some(*b),
             ("grace", DeValue::String(s)) => match parse_duration(s) {
                 Some(n) => d.grace = Some(n),
@@ -82,15 +81,13 @@ pub(super) fn parse(table: &DeTable, diags: &mut Vec<Diag>) -> GcDefaults {
                     "write it with a unit, e.g. grace = \"1h\", \"30m\", \"0\"",
                 ),
             },
-            ("grace", DeValue::Integer(i)) => {
-                match parse_int(i.as_str(), i.radix()).and_then(|n| u64::try_from(n).ok()) {
-                    Some(n) => d.grace = Some(n),
-                    None => bad(
-                        format!("`grace` must be ≥ 0 seconds, found {}", i.as_str()),
-                        "write it with a unit, e.g. grace = \"1h\"",
-                    ),
-                }
-            }
+            ("grace", DeValue::Integer(i)) => match whole(i) {
+                Some(n) => d.grace = Some(n),
+                None => bad(
+                    format!("`grace` must be ≥ 0 seconds, found {}", i.as_str()),
+                    "write it with a unit, e.g. grace = \"1h\"",
+                ),
+            },
             (k @ ("keep" | "max_size" | "temporaries" | "grace"), other) => bad(
                 format!("`{k}` cannot be {}", type_name(other)),
                 match k {

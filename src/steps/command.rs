@@ -163,11 +163,9 @@ impl Drop for RunFolder {
 
 fn run(ctx: &StepCtx) -> Result<()> {
     let script = ctx.params.str("run")?;
-    // Absolute: the command runs in the project folder, which `-C` may name
-    // relative to where pai runs.
-    let abs =
-        |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
-    let folder = RunFolder(abs(&run_folder(ctx.out_dir))?);
+    // The engine's folders are absolute (`Project::open`), so they stay right
+    // in the project folder the command runs in.
+    let folder = RunFolder(run_folder(ctx.out_dir));
     crate::store::remove_entry(&folder.0)
         .with_context(|| format!("removing {}", folder.0.display()))?;
     let out = folder.0.join("out");
@@ -180,13 +178,13 @@ fn run(ctx: &StepCtx) -> Result<()> {
         let dir = if input.kind == "source" {
             selected_files(&folder.0.join("in").join(&input.node), input, &mut links)?
         } else {
-            abs(&input.dir)?
+            input.dir.clone()
         };
         cmd.env(env_name(&input.node), dir);
     }
     // A fresh file: a process of an earlier, killed run may still hold the
     // old one open.
-    let log_path = abs(&ctx.work_dir.join(LOG))?;
+    let log_path = ctx.work_dir.join(LOG);
     crate::store::remove_entry(&log_path)
         .with_context(|| format!("removing {}", log_path.display()))?;
     let log =
@@ -225,10 +223,9 @@ fn selected_files(
         if let Some(parent) = link.parent() {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let target = std::path::absolute(&f.path)
-            .with_context(|| format!("resolving {}", f.path.display()))?;
-        std::os::unix::fs::symlink(&target, &link)
-            .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
+        // A source's files are under its canonical (absolute) root.
+        std::os::unix::fs::symlink(&f.path, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), f.path.display()))?;
         let m =
             fs::symlink_metadata(&link).with_context(|| format!("reading {}", link.display()))?;
         links.insert((m.dev(), m.ino()));

@@ -351,7 +351,8 @@ pub fn read_verified(f: &InputFile) -> Result<Vec<u8>> {
 
 /// What a running step sees: its parameters, its inputs, the folder its
 /// outputs go to, a work folder that survives a killed build, and (for kinds
-/// that declare it) the GPU. Steps know nothing of the store's layout.
+/// that declare it) the GPU. Steps know nothing of the store's layout. Every
+/// folder is an absolute path.
 pub struct StepCtx<'a> {
     pub node: &'a str,
     pub params: &'a Params,

@@ -195,8 +195,8 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             by_node.entry(rec.node.clone()).or_default().push(rec);
         }
     }
-    let mut kept: HashSet<String> = current.clone();
-    let mut kept_by: BTreeMap<String, KeptBy> = roots
+    // Every kept build and the root that keeps it.
+    let mut kept: BTreeMap<String, KeptBy> = roots
         .iter()
         .map(|(view, _, k)| {
             (
@@ -213,11 +213,8 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
                 .cmp(&(a.built_at, a.built_at_nanos))
                 .then(a.key.cmp(&b.key))
         });
-        for (i, r) in recs.iter().enumerate() {
-            if i < opts.keep {
-                kept.insert(r.key.clone());
-                kept_by.insert(r.key.clone(), KeptBy::Keep { rank: i + 1 });
-            }
+        for (i, r) in recs.iter().take(opts.keep).enumerate() {
+            kept.insert(r.key.clone(), KeptBy::Keep { rank: i + 1 });
         }
     }
     // Young records: a build that just committed (or is committing) them.
@@ -231,18 +228,12 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
     };
     for (path, rec) in &records {
         if let Some(rec) = rec
-            && !kept.contains(&rec.key)
+            && !kept.contains_key(&rec.key)
             && young(path)
         {
-            kept.insert(rec.key.clone());
-            kept_by.insert(rec.key.clone(), KeptBy::Grace);
+            kept.insert(rec.key.clone(), KeptBy::Grace);
         }
     }
-    let object_bytes = |hash: &str| {
-        fs::metadata(store.object_path(hash))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
 
     let mut reachable: HashSet<String> = HashSet::new();
     // Objects held only as temporaries of current builds (see temporary_bytes).
@@ -252,11 +243,11 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
     let mut deleted_recs: Vec<&Record> = Vec::new();
     for (path, rec) in &records {
         match rec {
-            Some(rec) if kept.contains(&rec.key) => {
+            Some(rec) if kept.contains_key(&rec.key) => {
                 report.kept_builds.push(KeptBuild {
                     node: rec.node.clone(),
                     key: rec.key.clone(),
-                    by: kept_by.get(&rec.key).cloned().unwrap_or(KeptBy::Grace),
+                    by: kept[&rec.key].clone(),
                     bytes: rec.live_outputs().map(|o| o.bytes).sum(),
                 });
                 let mut rec = rec.clone();
@@ -305,21 +296,6 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             }
         }
     }
-    // What each deleted build frees: its objects nothing kept holds, each
-    // counted once (measured before anything is deleted).
-    let mut counted: HashSet<&str> = HashSet::new();
-    for rec in deleted_recs {
-        let bytes = rec
-            .live_outputs()
-            .filter(|o| !reachable.contains(&o.hash) && counted.insert(o.hash.as_str()))
-            .map(|o| object_bytes(&o.hash))
-            .sum();
-        report.deleted_builds.push(DeletedBuild {
-            node: rec.node.clone(),
-            key: rec.key.clone(),
-            bytes,
-        });
-    }
 
     if !opts.dry_run {
         // Records first, then the out links, then the objects: a crash in
@@ -367,6 +343,8 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         }
     }
 
+    // Sizes of the objects that go, read once here (before any is deleted).
+    let mut deleted_sizes: std::collections::HashMap<String, u64> = Default::default();
     for (hash, path) in store.all_objects() {
         let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if reachable.contains(&hash) {
@@ -386,12 +364,25 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         }
         report.deleted_objects += 1;
         report.freed_bytes += bytes;
+        deleted_sizes.insert(hash.clone(), bytes);
         if !opts.dry_run {
             super::remove_entry(&path).ok();
             if let Some(parent) = path.parent() {
                 fs::remove_dir(parent).ok(); // only if empty
             }
         }
+    }
+    // What each deleted build frees: its objects that go, each counted once.
+    for rec in deleted_recs {
+        let bytes = rec
+            .live_outputs()
+            .filter_map(|o| deleted_sizes.remove(&o.hash))
+            .sum();
+        report.deleted_builds.push(DeletedBuild {
+            node: rec.node.clone(),
+            key: rec.key.clone(),
+            bytes,
+        });
     }
     if let Some(keys) = &opts.work_keys {
         for (key, _, bytes) in store.abandoned_work() {
@@ -406,15 +397,11 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             }
         }
     }
-    report.tmp_bytes = super::dir_size(&store.tmp_root());
-    if !opts.dry_run {
-        store.clean_tmp()?;
-        // A run folder an orphaned command still holds stays (clean_tmp
-        // leaves it): only what went counts as freed.
-        report.tmp_bytes = report
-            .tmp_bytes
-            .saturating_sub(super::dir_size(&store.tmp_root()));
-    }
+    report.tmp_bytes = if opts.dry_run {
+        super::dir_size(&store.tmp_root())
+    } else {
+        store.clean_tmp()?
+    };
     report.freed_bytes += report.tmp_bytes;
     Ok(report)
 }

@@ -379,8 +379,8 @@ impl Store {
         };
         let (hash, bytes) = hash_file(src)?;
         let dst = self.object_path(&hash);
-        if fs::symlink_metadata(&dst).is_ok() {
-            let intact = fs::symlink_metadata(&dst).is_ok_and(|m| m.file_type().is_file())
+        if let Ok(existing) = fs::symlink_metadata(&dst) {
+            let intact = existing.file_type().is_file()
                 && hash_file(&dst).is_ok_and(|(h, n)| h == hash && n == bytes);
             if intact {
                 fs::remove_file(src).ok();
@@ -393,7 +393,7 @@ impl Store {
             }
             // Damaged (or not a file): replaced by the bytes just written.
             make_writable(&dst);
-            if fs::symlink_metadata(&dst).is_ok_and(|m| m.is_dir()) {
+            if existing.is_dir() {
                 fs::remove_dir_all(&dst)
             } else {
                 fs::remove_file(&dst)
@@ -517,8 +517,8 @@ impl Store {
         let tmp = self.tmp_root();
         if let Ok(rd) = fs::read_dir(&tmp) {
             for e in rd.flatten() {
-                freed += dir_size(&e.path());
                 let p = e.path();
+                let bytes = dir_size(&p);
                 if let Err(err) = remove_entry(&p) {
                     // A process that left a killed command's group may still
                     // write there: left for a later build or gc.
@@ -527,6 +527,8 @@ impl Store {
                     }
                     return Err(err).with_context(|| format!("removing {}", p.display()));
                 }
+                // Only what went counts as freed.
+                freed += bytes;
             }
         }
         // Half-written refs and out/ staging folders of killed runs, in every view.
