@@ -473,9 +473,7 @@ impl Builder<'_> {
         else {
             return miss();
         };
-        store.write_record(&rec)?;
-        store.write_ref(&node.name, &rec.key)?;
-        store.link_out(&node.name, &rec)?;
+        store.publish(&node.name, &rec)?;
         Ok(Some(rec))
     }
 
@@ -792,9 +790,7 @@ fn commit(
         ran_on,
         summary,
     };
-    store.write_record(&rec)?;
-    store.write_ref(node, &rec.key)?;
-    store.link_out(node, &rec)?;
+    store.publish(node, &rec)?;
     Ok(rec)
 }
 

@@ -269,13 +269,15 @@ pub fn status(project: &Project, targets: &[usize], cache: &Cache) -> Result<Rem
                 Some(b) => match serde_json::from_slice::<crate::store::Record>(&b) {
                     Err(_) => ("unreadable", 0),
                     Ok(r) => {
+                        // The first missing object settles it: no more requests.
                         let mut complete = true;
                         for o in &r.outputs {
                             if remote.head_object(&o.hash).map_err(err)? != Some(o.bytes) {
                                 complete = false;
+                                break;
                             }
                         }
-                        if local_content.is_none() && complete {
+                        if complete {
                             content[idx] = Some(r.content.clone());
                         }
                         (

@@ -134,10 +134,10 @@ impl Cache {
     }
 
     /// A failed request: a refusal is an error naming the remote; anything
-    /// else marks the remote down, with one warning.
-    fn failed(&self, e: RemoteError, ui: &Ui) -> anyhow::Error {
+    /// else marks the remote down, with one warning, and is no error.
+    fn failed(&self, e: RemoteError, ui: &Ui) -> Result<()> {
         match e {
-            RemoteError::Denied(code) => denied(self.url(), &code),
+            RemoteError::Denied(code) => Err(denied(self.url(), &code)),
             RemoteError::Unavailable(m) => {
                 lock(&self.traffic).down.get_or_insert(m.clone());
                 let mut w = lock(&self.warned);
@@ -148,7 +148,7 @@ impl Cache {
                         self.url()
                     ));
                 }
-                anyhow::anyhow!("remote cache {} is unavailable", self.url())
+                Ok(())
             }
         }
     }
@@ -162,9 +162,8 @@ impl Cache {
         let bytes = match self.remote.get_record(key) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
-            Err(e @ RemoteError::Denied(_)) => return Err(self.failed(e, ui)),
             Err(e) => {
-                self.failed(e, ui);
+                self.failed(e, ui)?;
                 return Ok(None);
             }
         };
@@ -277,9 +276,8 @@ impl Cache {
                     ));
                     return Ok(false);
                 }
-                Err(Fail::Remote(e @ RemoteError::Denied(_))) => return Err(self.failed(e, ui)),
                 Err(Fail::Remote(e)) => {
-                    self.failed(e, ui);
+                    self.failed(e, ui)?;
                     return Ok(false);
                 }
                 Err(Fail::Local(e)) => return Err(e),
@@ -315,10 +313,9 @@ impl Cache {
                 flushed.err()
             ))),
             Ok(true) if actual != hash || got != bytes => Ok(Got::Corrupt(actual, got)),
-            Ok(true) => match store.put_file(&tmp) {
-                Ok((h, _)) if h == hash => Ok(Got::Stored),
-                // Changed on the disk between the two hashes: refuse it too.
-                Ok((h, n)) => Ok(Got::Corrupt(h, n)),
+            // Hashed as it came in: placed without reading it again.
+            Ok(true) => match store.put_hashed(&tmp, hash, bytes) {
+                Ok(()) => Ok(Got::Stored),
                 Err(e) => Err(Fail::Local(e)),
             },
         };

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{RResult, Remote, RemoteError, is_hex64, object_name, record_name};
+use super::{RResult, Remote, RemoteError, object_name, record_name};
 
 pub struct Folder {
     root: PathBuf,
@@ -64,41 +64,31 @@ impl Folder {
     }
 }
 
-fn bad_name(s: &str) -> RemoteError {
-    RemoteError::Unavailable(format!("`{s}` is not a hash"))
-}
-
 impl Remote for Folder {
     fn url(&self) -> &str {
         &self.url
     }
 
     fn get_object(&self, hash: &str, dst: &mut dyn Write) -> RResult<bool> {
-        if !is_hex64(hash) {
-            return Err(bad_name(hash));
-        }
-        let Some(mut f) = self.read(&object_name(hash))? else {
+        let name = object_name(hash)?;
+        let Some(mut f) = self.read(&name)? else {
             return Ok(false);
         };
-        io::copy(&mut f, dst).map_err(|e| self.io(&self.path(&object_name(hash)), e))?;
+        io::copy(&mut f, dst).map_err(|e| self.io(&self.path(&name), e))?;
         Ok(true)
     }
 
     fn head_object(&self, hash: &str) -> RResult<Option<u64>> {
-        if !is_hex64(hash) {
-            return Err(bad_name(hash));
-        }
+        let name = object_name(hash)?;
         Ok(self
-            .read(&object_name(hash))?
+            .read(&name)?
             .and_then(|f| f.metadata().ok())
             .map(|m| m.len()))
     }
 
     fn put_object(&self, hash: &str, src: &Path) -> RResult<()> {
-        if !is_hex64(hash) {
-            return Err(bad_name(hash));
-        }
-        let dst = self.path(&object_name(hash));
+        let name = object_name(hash)?;
+        let dst = self.path(&name);
         let (tmp, mut f) = self.temp()?;
         let r = (|| -> io::Result<()> {
             io::copy(&mut fs::File::open(src)?, &mut f)?;
@@ -114,23 +104,18 @@ impl Remote for Folder {
     }
 
     fn get_record(&self, key: &str) -> RResult<Option<Vec<u8>>> {
-        if !is_hex64(key) {
-            return Err(bad_name(key));
-        }
-        let Some(mut f) = self.read(&record_name(key))? else {
+        let name = record_name(key)?;
+        let Some(mut f) = self.read(&name)? else {
             return Ok(None);
         };
         let mut v = Vec::new();
-        io::Read::read_to_end(&mut f, &mut v)
-            .map_err(|e| self.io(&self.path(&record_name(key)), e))?;
+        io::Read::read_to_end(&mut f, &mut v).map_err(|e| self.io(&self.path(&name), e))?;
         Ok(Some(v))
     }
 
     fn put_record_if_absent(&self, key: &str, bytes: &[u8]) -> RResult<bool> {
-        if !is_hex64(key) {
-            return Err(bad_name(key));
-        }
-        let dst = self.path(&record_name(key));
+        let name = record_name(key)?;
+        let dst = self.path(&name);
         let (tmp, mut f) = self.temp()?;
         let r = (|| -> io::Result<bool> {
             f.write_all(bytes)?;

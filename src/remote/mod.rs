@@ -101,13 +101,22 @@ pub fn open(cfg: &RemoteConfig) -> anyhow::Result<Box<dyn Remote>> {
     Ok(Box::new(s3::S3::new(cfg)?))
 }
 
-/// Object and record names under a remote's prefix.
-pub fn object_name(hash: &str) -> String {
-    format!("cas/{hash}")
+/// Object and record names under a remote's prefix; a name that is not a
+/// hash (or action key) is refused before any path is made of it.
+pub fn object_name(hash: &str) -> RResult<String> {
+    checked(hash).map(|h| format!("cas/{h}"))
 }
 
-pub fn record_name(key: &str) -> String {
-    format!("ac/{key}")
+pub fn record_name(key: &str) -> RResult<String> {
+    checked(key).map(|k| format!("ac/{k}"))
+}
+
+fn checked(s: &str) -> RResult<&str> {
+    if is_hex64(s) {
+        Ok(s)
+    } else {
+        Err(RemoteError::Unavailable(format!("`{s}` is not a hash")))
+    }
 }
 
 /// Whether `s` is a 64-digit lowercase hex name (a hash or an action key):

@@ -16,7 +16,7 @@ use object_store::{
     RetryConfig, WriteMultipart,
 };
 
-use super::{RResult, Remote, RemoteConfig, RemoteError, is_hex64, object_name, record_name};
+use super::{RResult, Remote, RemoteConfig, RemoteError, object_name, record_name};
 
 /// Objects at least this large go up in parts (S3's single PUT holds 5 GB;
 /// parts also keep memory flat).
@@ -173,20 +173,14 @@ fn classify(e: &object_store::Error, secrets: &[String]) -> RemoteError {
     }
 }
 
-fn bad_name(s: &str) -> RemoteError {
-    RemoteError::Unavailable(format!("`{s}` is not a hash"))
-}
-
 impl Remote for S3 {
     fn url(&self) -> &str {
         &self.url
     }
 
     fn get_object(&self, hash: &str, dst: &mut dyn Write) -> RResult<bool> {
-        if !is_hex64(hash) {
-            return Err(bad_name(hash));
-        }
-        let path = self.path(&object_name(hash));
+        let name = object_name(hash)?;
+        let path = self.path(&name);
         self.rt.block_on(async {
             let r = match self.store.get(&path).await {
                 Ok(r) => r,
@@ -204,10 +198,8 @@ impl Remote for S3 {
     }
 
     fn head_object(&self, hash: &str) -> RResult<Option<u64>> {
-        if !is_hex64(hash) {
-            return Err(bad_name(hash));
-        }
-        let path = self.path(&object_name(hash));
+        let name = object_name(hash)?;
+        let path = self.path(&name);
         self.rt.block_on(async {
             match self.store.head(&path).await {
                 Ok(m) => Ok(Some(m.size)),
@@ -218,10 +210,8 @@ impl Remote for S3 {
     }
 
     fn put_object(&self, hash: &str, src: &Path) -> RResult<()> {
-        if !is_hex64(hash) {
-            return Err(bad_name(hash));
-        }
-        let path = self.path(&object_name(hash));
+        let name = object_name(hash)?;
+        let path = self.path(&name);
         let local =
             |e: std::io::Error| RemoteError::Unavailable(format!("reading {}: {e}", src.display()));
         let mut f = std::fs::File::open(src).map_err(local)?;
@@ -258,10 +248,8 @@ impl Remote for S3 {
     }
 
     fn get_record(&self, key: &str) -> RResult<Option<Vec<u8>>> {
-        if !is_hex64(key) {
-            return Err(bad_name(key));
-        }
-        let path = self.path(&record_name(key));
+        let name = record_name(key)?;
+        let path = self.path(&name);
         self.rt.block_on(async {
             match self.store.get(&path).await {
                 Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(e))?.to_vec())),
@@ -272,10 +260,8 @@ impl Remote for S3 {
     }
 
     fn put_record_if_absent(&self, key: &str, bytes: &[u8]) -> RResult<bool> {
-        if !is_hex64(key) {
-            return Err(bad_name(key));
-        }
-        let path = self.path(&record_name(key));
+        let name = record_name(key)?;
+        let path = self.path(&name);
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()

@@ -378,7 +378,15 @@ impl Store {
             src
         };
         let (hash, bytes) = hash_file(src)?;
-        let dst = self.object_path(&hash);
+        self.put_hashed(src, &hash, bytes)?;
+        Ok((hash, bytes))
+    }
+
+    /// Moves a file pai wrote itself, whose BLAKE3 (`hash`) and size are
+    /// known, into the store: [`put_file`](Self::put_file) without hashing it
+    /// again (a download hashed as it came in).
+    pub fn put_hashed(&self, src: &Path, hash: &str, bytes: u64) -> Result<()> {
+        let dst = self.object_path(hash);
         if let Ok(existing) = fs::symlink_metadata(&dst) {
             let intact = existing.file_type().is_file()
                 && hash_file(&dst).is_ok_and(|(h, n)| h == hash && n == bytes);
@@ -389,7 +397,7 @@ impl Store {
                 fs::File::open(&dst)
                     .and_then(|f| f.set_modified(std::time::SystemTime::now()))
                     .ok();
-                return Ok((hash, bytes));
+                return Ok(());
             }
             // Damaged (or not a file): replaced by the bytes just written.
             make_writable(&dst);
@@ -411,7 +419,7 @@ impl Store {
         fs::rename(src, &dst)
             .with_context(|| format!("moving {} into the store", src.display()))?;
         sync_dir(shard)?;
-        Ok((hash, bytes))
+        Ok(())
     }
 
     pub fn record_path(&self, key: &str) -> PathBuf {
@@ -450,6 +458,14 @@ impl Store {
         };
         names.sort();
         names
+    }
+
+    /// Makes a build whose objects are in the store the node's current one,
+    /// in the commit order: record, then ref, then `out/`.
+    pub fn publish(&self, node: &str, rec: &Record) -> Result<()> {
+        self.write_record(rec)?;
+        self.write_ref(node, &rec.key)?;
+        self.link_out(node, rec)
     }
 
     pub fn write_ref(&self, node: &str, key: &str) -> Result<()> {

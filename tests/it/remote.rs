@@ -402,6 +402,14 @@ fn a_folder_remote_serves_a_second_project_and_flags_switch_it() {
     assert_eq!(s["tokens"], "remote", "{s:?}");
     assert_eq!(s["packed"], "remote", "{s:?}");
     assert_eq!(v["remote"]["uploaded_records"], 0);
+    // A node the remote lacks builds here and, read-only, is not sent.
+    let records = || std::fs::read_dir(remote.path().join("ac")).unwrap().count();
+    let before = records();
+    let (v, code, err) = build_json(&b, &["--remote-read-only", "init"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(statuses(&v)["init"], "built");
+    assert_eq!(v["remote"]["uploaded_records"], 0);
+    assert_eq!(records(), before, "a read-only build sent a record");
 
     // `pull` brings builds without running anything; with the environment's url.
     let c = tiny_with("");
