@@ -273,3 +273,24 @@ impl Gpu {
         self.compiled(k).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn a_shared_file_included_twice_is_pasted_once_and_an_unknown_one_is_refused() {
+        // matmul_common.wgsl includes common.wgsl again.
+        let src = "// #include \"common.wgsl\"\n// #include \"matmul_common.wgsl\"\nfn main() {}\n";
+        let mut out = String::new();
+        resolve(src, &mut Vec::new(), &mut out).unwrap();
+        assert_eq!(out.matches("fn wg_linear").count(), 1, "{out}");
+        assert!(out.contains("fn put4") && out.contains("fn main"));
+        let err = resolve(
+            "// #include \"nope.wgsl\"\n",
+            &mut Vec::new(),
+            &mut String::new(),
+        );
+        assert!(err.unwrap_err().to_string().contains("nope.wgsl"));
+    }
+}

@@ -46,24 +46,13 @@ pub static EVALUATE: Kind = Kind {
             .artifact(Artifact::Logs),
         ])
     },
-    kernels: EVAL_AND_DEQUANT,
+    kernels: crate::gpu::ops::EVAL_KERNELS,
     gpu: GpuUse::Yes,
     validate: super::export::check_weights,
     input_checks: Some(check_inputs),
     run,
     ..Kind::PLAIN
 };
-
-/// The forward pass and the dequantize kernels (for GGUF inputs).
-const EVAL_AND_DEQUANT: super::Kernels = &[
-    crate::gpu::ops::matmul::KERNELS,
-    crate::gpu::ops::layernorm::KERNELS,
-    crate::gpu::ops::attention::KERNELS,
-    crate::gpu::ops::elementwise::KERNELS,
-    crate::gpu::ops::embedding::KERNELS,
-    crate::gpu::ops::crossentropy::KERNELS,
-    crate::gpu::ops::quant::KERNELS,
-];
 
 /// Model inputs and exactly one `pack`.
 fn check_inputs(_p: &Params, inputs: &InputParams) -> std::result::Result<(), String> {

@@ -177,12 +177,7 @@ pub fn matmul(
     y: &Tensor,
     acc: bool,
 ) -> Result<()> {
-    let (_, _, k) = check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
-    for (t, nm) in [(x, "x"), (w, "weight"), (y, "output")] {
-        f32t(t, nm)?;
-    }
-    distinct(&[x, y], "matmul")?;
-    distinct(&[w, y], "matmul")?;
+    let k = rows_cols(&x.shape).1;
     matmul_with(b, nt_variant(b.gpu, k), x, w, bias, y, acc)
 }
 
@@ -197,23 +192,15 @@ pub fn matmul_with(
     y: &Tensor,
     acc: bool,
 ) -> Result<()> {
-    ensure!(
-        w.shape.len() == 2,
-        "matmul_with: weight must be 2-D [out, in], is {:?}",
-        w.shape
-    );
-    for (t, what) in [(x, "matmul x"), (w, "matmul w"), (y, "matmul y")] {
-        f32t(t, what)?;
+    let (m, n, k) = check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
+    for (t, nm) in [(x, "x"), (w, "weight"), (y, "output")] {
+        f32t(t, nm)?;
     }
-    let (m, k) = x.as_2d();
-    let n = w.shape[0];
-    ensure!(
-        y.len() == m * n && w.len() == n * k,
-        "matmul_with: shapes {:?} {:?} {:?}",
-        x.shape,
-        w.shape,
-        y.shape
-    );
+    if let Some(t) = bias {
+        f32t(t, "bias")?;
+    }
+    distinct(&[x, y], "matmul")?;
+    distinct(&[w, y], "matmul")?;
     ensure!(
         !needs_k4(kern) || k.is_multiple_of(4),
         "{} needs K % 4 == 0, K = {k}",

@@ -38,7 +38,8 @@ pub const TRAIN_KERNELS: &[&[&Kernel]] = &[
     crossentropy::KERNELS,
     optim::KERNELS,
 ];
-/// Kernels evaluation and generation dispatch (forward and loss only), by op.
+/// Kernels evaluation dispatches: the forward pass and loss, and the
+/// dequantize kernels (for GGUF inputs), by op.
 pub const EVAL_KERNELS: &[&[&Kernel]] = &[
     matmul::KERNELS,
     layernorm::KERNELS,
@@ -46,6 +47,7 @@ pub const EVAL_KERNELS: &[&[&Kernel]] = &[
     elementwise::KERNELS,
     embedding::KERNELS,
     crossentropy::KERNELS,
+    quant::KERNELS,
 ];
 /// Kernels quantization dispatches.
 pub const QUANT_KERNELS: &[&[&Kernel]] = &[quant::KERNELS];
