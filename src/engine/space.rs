@@ -461,10 +461,11 @@ pub fn space(project: &Project, params: Option<f64>) -> Result<SpaceReport> {
         &mut how,
     );
     for fmt in &f.quantize {
-        let (row, rate) = match fmt {
-            Format::Q8_0 => (Artifact::Model8Bit, "Q8_0: 34 bytes per 32 weights"),
-            Format::Q4_0 => (Artifact::Model4Bit, "Q4_0: 18 bytes per 32 weights"),
-            _ => (Artifact::FinalWeights, "unquantized"),
+        let row = Artifact::of_format(*fmt);
+        let rate = match fmt {
+            Format::Q8_0 => "Q8_0: 34 bytes per 32 weights",
+            Format::Q4_0 => "Q4_0: 18 bytes per 32 weights",
+            _ => "unquantized",
         };
         let bytes = match (params, &f.vocab) {
             (None, Some(v)) => {

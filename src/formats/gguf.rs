@@ -119,18 +119,6 @@ impl Value {
             _ => None,
         }
     }
-    /// A float or integer value as f64.
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Value::F32(v) => Some(v as f64),
-            Value::F64(v) => Some(v),
-            Value::I8(v) => Some(v as f64),
-            Value::I16(v) => Some(v as f64),
-            Value::I32(v) => Some(v as f64),
-            Value::I64(v) => Some(v as f64),
-            _ => self.as_u64().map(|v| v as f64),
-        }
-    }
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -156,10 +144,6 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Number of elements.
-    pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
-    }
     /// Bytes of data (checked when the file was read).
     pub fn nbytes(&self) -> Result<u64> {
         tensor_nbytes(&self.name, &self.dims, self.ggml_type)
@@ -183,12 +167,6 @@ impl Gguf {
     /// The info of a tensor.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
-    }
-    /// The alignment of the data section.
-    pub fn alignment(&self) -> u64 {
-        self.get("general.alignment")
-            .and_then(Value::as_u64)
-            .unwrap_or(DEFAULT_ALIGNMENT)
     }
     /// The data bytes of a tensor within `file` (the bytes this was read from).
     pub fn tensor_data<'a>(&self, file: &'a [u8], name: &str) -> Result<&'a [u8]> {

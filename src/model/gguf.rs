@@ -16,8 +16,6 @@ use crate::formats::gguf::{self, DEFAULT_ALIGNMENT, GGML_TYPE_F32, Value, Writer
 use crate::gpu::Gpu;
 use crate::gpu::ops::quant;
 
-/// LayerNorm epsilon of pai's GPT-2.
-pub const LAYER_NORM_EPS: f32 = 1e-5;
 /// The special token GPT-2 uses as bos, eos and document separator.
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
@@ -211,7 +209,7 @@ pub fn metadata(cfg: &GptConfig, voc: GgufVocab, format: Format) -> Result<Vec<(
     g.kv("gpt2.attention.head_count", u32_(cfg.n_head)?);
     g.kv(
         "gpt2.attention.layer_norm_epsilon",
-        Value::F32(LAYER_NORM_EPS),
+        Value::F32(super::layers::LN_EPS),
     );
     g.kv("tokenizer.ggml.model", Value::Str("gpt2".into()));
     g.kv("tokenizer.ggml.pre", Value::Str("gpt-2".into()));
@@ -288,36 +286,36 @@ pub fn to_gguf(
 
     let mut g = Writer::new();
     g.kv = metadata(cfg, voc, format)?;
-    let sp = specs(cfg);
-    let mut encoded = Vec::with_capacity(sp.len());
-    for (s, t) in sp.iter().zip(&w.tensors) {
+    // Each parameter encoded once, by its GGUF name; the file's tensors in
+    // the order and types `tensor_layout` gives (what `pai space` counts).
+    let mut encoded = std::collections::HashMap::new();
+    for (s, t) in specs(cfg).iter().zip(&w.tensors) {
         let name = gguf_name(&s.name)?;
-        let (ty, bytes) = if s.shape.len() == 2 {
-            let bytes = match format {
+        let bytes = if s.shape.len() == 2 {
+            match format {
                 Format::Q8_0 | Format::Q4_0 => quant::quantize(gpu, format, &name, t)?,
                 Format::F16 | Format::F32 => {
                     ggml::check_finite(&name, t)?;
                     ggml::quantize_ref(format, &name, t)?
                 }
-            };
-            (format.ggml_type(), bytes)
+            }
         } else {
-            (GGML_TYPE_F32, ggml::quantize_ref(Format::F32, &name, t)?)
+            ggml::quantize_ref(Format::F32, &name, t)?
         };
-        encoded.push((name, ggml_dims(&s.shape), ty, bytes));
+        encoded.insert(name, bytes);
     }
-    // llama.cpp's order: embeddings, the output head, then the blocks.
-    let (head, blocks): (Vec<_>, Vec<_>) = encoded
-        .into_iter()
-        .partition(|(n, ..)| !n.starts_with("blk."));
-    for (n, d, ty, b) in &head {
-        g.tensor(n, d, *ty, b.clone());
-        if n == "token_embd.weight" {
-            g.tensor("output.weight", d, *ty, b.clone());
-        }
-    }
-    for (n, d, ty, b) in blocks {
-        g.tensor(&n, &d, ty, b);
+    for (name, dims, ty) in tensor_layout(cfg, format)? {
+        // The tied head is the embedding's bytes.
+        let source = if name == "output.weight" {
+            "token_embd.weight"
+        } else {
+            name.as_str()
+        };
+        let bytes = encoded
+            .get(source)
+            .with_context(|| format!("no tensor {source} to write"))?
+            .clone();
+        g.tensor(&name, &dims, ty, bytes);
     }
     g.finish()
 }

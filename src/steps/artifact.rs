@@ -41,6 +41,17 @@ impl Artifact {
         Artifact::Other,
     ];
 
+    /// The row of a model file in this GGML format: 8-bit, 4-bit, or (f16,
+    /// f32) the final weights.
+    pub fn of_format(f: crate::formats::ggml::Format) -> Artifact {
+        use crate::formats::ggml::Format;
+        match f {
+            Format::Q8_0 => Artifact::Model8Bit,
+            Format::Q4_0 => Artifact::Model4Bit,
+            Format::F16 | Format::F32 => Artifact::FinalWeights,
+        }
+    }
+
     /// The row's name, as the study writes it.
     pub fn label(self) -> &'static str {
         match self {

@@ -13,7 +13,8 @@ use super::{
     read_verified,
 };
 
-pub const END_OF_TEXT: &str = "<|endoftext|>";
+/// The end-of-text token (bos, eos and document separator), as GGUF names it too.
+pub use crate::model::gguf::END_OF_TEXT;
 
 static PARAMS: &[ParamDecl] = &[
     ParamDecl::new(

@@ -80,7 +80,7 @@ fn outputs(params: &Params) -> Result<Vec<OutputDecl>> {
                 OutputDecl::temporary(o, "declared temporary by the pipeline")
             } else {
                 OutputDecl {
-                    required: !o.contains(['*', '?', '[']),
+                    required: !OutputDecl::is_glob(o),
                     ..OutputDecl::keep(o, "declared by the pipeline")
                 }
             }

@@ -34,10 +34,7 @@ pub fn check_weights(p: &Params) -> std::result::Result<(), String> {
 
 /// The file of a `train` node the `weights` parameter names.
 pub fn weights_file(p: &Params) -> Result<&'static str> {
-    Ok(match p.str("weights")? {
-        "final" => "model.safetensors",
-        _ => "best.safetensors",
-    })
+    super::models::weights_file("train", p.str("weights")?)
 }
 
 /// The configuration and the chosen weights of a trained model input, the

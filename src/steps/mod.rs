@@ -487,13 +487,6 @@ impl InputParams<'_> {
             .find(|(r, _, _)| *r == role)
             .map(|(_, _, p)| *p)
     }
-    /// The kind of the input in `role`.
-    pub fn kind(&self, role: &str) -> Option<&str> {
-        self.inputs
-            .iter()
-            .find(|(r, _, _)| *r == role)
-            .map(|(_, k, _)| *k)
-    }
     /// The parameters of the nearest node of `kind` upstream (e.g. the `gpt-init`
     /// behind a `train` input).
     pub fn upstream(&self, kind: &str) -> Option<&Params> {

@@ -42,11 +42,7 @@ pub static QUANTIZE: Kind = Kind {
         },
     ]),
     outputs: |p| {
-        let artifact = match p.str("format")? {
-            "q8_0" => Artifact::Model8Bit,
-            "q4_0" => Artifact::Model4Bit,
-            _ => Artifact::FinalWeights,
-        };
+        let artifact = Artifact::of_format(Format::parse(p.str("format")?)?);
         Ok(vec![
             OutputDecl::keep(
                 "model.gguf",

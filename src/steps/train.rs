@@ -386,18 +386,19 @@ fn run(ctx: &StepCtx) -> Result<()> {
     let eval_every = p.int("eval_every")? as u64;
     let ckpt_every = p.int("checkpoint_every")? as u64;
     let seed = p.int("seed")? as u64;
-    let hyper = |lr: f64| Hyper {
+    // Read once (parameters have their defaults filled in); each step sets lr.
+    let base = Hyper {
         lr: lr as f32,
-        beta1: p.float("beta1").unwrap_or(0.9) as f32,
-        beta2: p.float("beta2").unwrap_or(0.95) as f32,
+        beta1: p.float("beta1")? as f32,
+        beta2: p.float("beta2")? as f32,
         eps: 1e-8,
-        weight_decay: p.float("weight_decay").unwrap_or(0.1) as f32,
-        grad_clip: p.float("grad_clip").unwrap_or(1.0) as f32,
+        weight_decay: p.float("weight_decay")? as f32,
+        grad_clip: p.float("grad_clip")? as f32,
     };
 
     // The fixed validation set: evenly spaced rows.
-    let n_val = p.usize("val_rows")?.min(val_rows.len());
-    let val_idx: Vec<usize> = (0..n_val).map(|i| i * val_rows.len() / n_val).collect();
+    let val_idx = super::evaluate::spaced_rows(p.usize("val_rows")?, val_rows.len());
+    let n_val = val_idx.len();
     let unigram = (n_val > 0).then(|| {
         let rows = val_rows.gather(&val_idx);
         let targets = rows
@@ -450,7 +451,15 @@ fn run(ctx: &StepCtx) -> Result<()> {
         let rows = train_rows.gather(&batch_rows(seed, step, batch, train_rows.len()));
         let lr_now = lr_at(step, steps, warmup, lr, min_ratio);
         let ts = Instant::now();
-        let stats = m.train_step(&mut ops, &rows, &hyper(lr_now), step)?;
+        let stats = m.train_step(
+            &mut ops,
+            &rows,
+            &Hyper {
+                lr: lr_now as f32,
+                ..base
+            },
+            step,
+        )?;
         let secs = ts.elapsed().as_secs_f64();
         train_seconds += secs;
         if !stats.loss.is_finite() || !stats.grad_norm.is_finite() {
