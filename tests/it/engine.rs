@@ -701,25 +701,6 @@ temporary = ["optimizer.bin"]
 }
 
 #[test]
-fn a_project_named_by_a_relative_path_hands_commands_absolute_folders() {
-    let p = Proj::with_pipeline(
-        "[nodes.notes]\nkind = \"source\"\npath = \"notes\"\n\
-         [nodes.c]\nkind = \"command\"\ninputs = [\"notes\"]\n\
-         run = \"cat $PAI_IN_NOTES/a.txt > $PAI_OUT/x\"\noutputs = [\"x\"]\n",
-    );
-    let name = p.dir().file_name().unwrap();
-    let out = std::process::Command::new(BIN)
-        .current_dir(p.dir().parent().unwrap())
-        .arg("-C")
-        .arg(name)
-        .arg("build")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(p.read("cache/out/c/x"), "alpha\n");
-}
-
-#[test]
 fn bench_engine_measures_what_syncing_costs_on_the_data_end() {
     let p = Proj::new();
     let (r, code) = p.json(&[

@@ -825,11 +825,14 @@ fn random_edits_builds_reverts_gcs_and_kills_keep_every_current_build_whole() {
         sequence(seed.wrapping_add(i), steps, &mut stats);
     }
     eprintln!("property: {stats:?} in {:.1} s", t.elapsed().as_secs_f64());
+    // The run reached what the test is named for.
     assert!(
-        stats.steps == sequences * steps,
-        "ran {} of {} steps",
-        stats.steps,
-        sequences * steps
+        stats.killed_builds > 0
+            && stats.gcs > 0
+            && stats.reverts > 0
+            && stats.edits > 0
+            && stats.completed_full_builds > 0,
+        "{stats:?}"
     );
 }
 
