@@ -321,7 +321,10 @@ fn verify_repair_that_cannot_delete_says_so_and_fails() {
     // Root may delete in a read-only folder: pai runs as an unprivileged user
     // (the first call opens the project to it; the folder is closed after).
     if p.unprivileged(&["status"]).is_none() {
-        assert!(std::env::var_os("CI").is_none(), "cannot run pai unprivileged");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot run pai unprivileged"
+        );
         eprintln!("skipped: cannot run pai as an unprivileged user here");
         return;
     }
