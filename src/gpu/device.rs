@@ -14,6 +14,19 @@ driver; on a machine without a GPU, Mesa's software Vulkan driver (lavapipe) wor
 Debian/Ubuntu run `sudo apt-get install mesa-vulkan-drivers` (Fedora: `sudo dnf install \
 mesa-vulkan-drivers`; Arch: `sudo pacman -S vulkan-swrast`), then run `pai doctor` again";
 
+/// Which generation of training kernels the ops dispatch. Both compute the same functions
+/// (each is tested against the f64 references); `Release1` is kept so that `pai bench train`
+/// can measure the current path against it in the same run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub enum KernelPath {
+    /// The first training release: per-row attention kernels, GELU and residual adds as their
+    /// own dispatches, one AdamW dispatch per parameter tensor.
+    Release1,
+    /// Attention through tiled products, fused epilogues, fewer dispatches (the default).
+    #[default]
+    Fused,
+}
+
 /// The process's wgpu device.
 pub struct Gpu {
     pub adapter: wgpu::Adapter,
@@ -25,6 +38,8 @@ pub struct Gpu {
     pub(crate) pipelines: Pipelines,
     /// The matmul variant experiments force (an entry name), if any.
     forced_matmul: Mutex<Option<String>>,
+    /// Which generation of training kernels runs (see [`KernelPath`]).
+    path: Mutex<KernelPath>,
     /// Kernels dispatched since the last [`Gpu::take_dispatched`]: (file, entry).
     dispatched: Mutex<BTreeSet<(&'static str, &'static str)>>,
     pub(crate) profile: super::profile::Profile,
@@ -137,6 +152,7 @@ impl Gpu {
             features,
             pipelines: Pipelines::default(),
             forced_matmul: Mutex::new(None),
+            path: Mutex::new(KernelPath::default()),
             dispatched: Mutex::new(BTreeSet::new()),
             profile: Default::default(),
         })
@@ -168,6 +184,16 @@ impl Gpu {
     /// The forced matmul variant, if any.
     pub fn forced_matmul(&self) -> Option<String> {
         self.forced_matmul.lock().unwrap().clone()
+    }
+
+    /// Selects the generation of training kernels (benchmarks run both in one process).
+    pub fn set_path(&self, path: KernelPath) {
+        *self.path.lock().unwrap() = path;
+    }
+
+    /// The generation of training kernels that runs.
+    pub fn path(&self) -> KernelPath {
+        *self.path.lock().unwrap()
     }
 
     pub(crate) fn record_dispatch(&self, k: &Kernel) {

@@ -21,7 +21,7 @@ pub mod reference;
 pub mod tensor;
 
 pub use batch::Batch;
-pub use device::{Gpu, NO_ADAPTER_HELP, adapter_preference};
+pub use device::{Gpu, KernelPath, NO_ADAPTER_HELP, adapter_preference};
 pub(crate) use device::{choose, instance};
 pub use pipelines::{Kernel, kernel_sources};
 pub use tensor::{DType, Tensor};
