@@ -7,6 +7,7 @@
 // scale:        out = a * out, in place (e.g. averaging gradients accumulated over micro-batches)
 
 // #include "common.wgsl"
+// #include "gelu.wgsl"
 
 struct Params {
     n: u32,
@@ -20,15 +21,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 
-const GELU_S: f32 = 0.7978845608028654; // sqrt(2/pi)
-const GELU_A: f32 = 0.044715;
-
-// tanh without overflow: sign(u) (1 - e) / (1 + e), e = exp(-2|u|).
-fn tanh_stable(u: f32) -> f32 {
-    let e = exp(-2.0 * abs(u));
-    return sign(u) * (1.0 - e) / (1.0 + e);
-}
-
 @compute @workgroup_size(WG)
 fn gelu_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
@@ -36,8 +28,7 @@ fn gelu_fwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (i >= p.n) {
         return;
     }
-    let v = x[i];
-    out[i] = 0.5 * v * (1.0 + tanh_stable(GELU_S * (v + GELU_A * v * v * v)));
+    out[i] = gelu(x[i]);
 }
 
 @compute @workgroup_size(WG)
@@ -47,10 +38,7 @@ fn gelu_bwd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     if (i >= p.n) {
         return;
     }
-    let v = x[i];
-    let t = tanh_stable(GELU_S * (v + GELU_A * v * v * v));
-    let local = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_S * (1.0 + 3.0 * GELU_A * v * v);
-    var g = local * y[i];
+    var g = gelu_grad(x[i]) * y[i];
     if (p.acc != 0u) {
         g = out[i] + g;
     }

@@ -1,11 +1,16 @@
 // What every matrix product shares: the parameter block, the bias and output bindings, and the
-// epilogue C[i,j] = (acc ? C[i,j] : 0) + v (+ bias[j]). Each product file declares its own A and
-// B (bindings 1 and 2: f32 or vec4 arrays) and includes this file.
+// epilogue C[i,j] = (acc ? C[i,j] : 0) + v (+ bias[j]), optionally fused with GELU:
+//   flags bit 2 (GELU forward): C = v (+ bias), G = gelu(C) (the MLP's pre-activation and
+//     activation in one pass);
+//   flags bit 3 (GELU backward): C = (acc ? C : 0) + gelu'(G) * v (G holds the pre-activation).
+// Dispatches without a GELU flag bind C as G (G is then never touched). Each product file
+// declares its own A and B (bindings 1 and 2: f32 or vec4 arrays) and includes this file.
 //
 // Strided products read A(i,p) = A[i*a_rs + p*a_cs] and B(p,j) = B[p*b_rs + j*b_cs]; the vec4
-// kernels read rows of K/4 vec4 and ignore the strides. flags: bit 0 add bias, bit 1 accumulate.
+// kernels read rows of K/4 vec4 and ignore the strides.
 
 // #include "common.wgsl"
+// #include "gelu.wgsl"
 
 struct Params {
     m: u32,
@@ -15,12 +20,13 @@ struct Params {
     a_cs: u32,
     b_rs: u32,
     b_cs: u32,
-    flags: u32, // bit 0: add bias, bit 1: accumulate into C
+    flags: u32, // bit 0: add bias, bit 1: accumulate into C, bit 2: GELU into G, bit 3: GELU'
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;
+@group(0) @binding(5) var<storage, read_write> G: array<f32>;
 
 // Writes one output element (bias and accumulation per flags); the caller checks i < M, j < N.
 fn store(i: u32, j: u32, v: f32) {
@@ -29,6 +35,12 @@ fn store(i: u32, j: u32, v: f32) {
         x += bias[j];
     }
     let o = i * p.n + j;
+    if ((p.flags & 4u) != 0u) {
+        G[o] = gelu(x);
+    }
+    if ((p.flags & 8u) != 0u) {
+        x = gelu_grad(G[o]) * x;
+    }
     if ((p.flags & 2u) != 0u) {
         x = C[o] + x;
     }

@@ -3,7 +3,7 @@
 //! the entry point uses are checked against the ones given, so a kernel gets exactly the
 //! buffers it uses, in the layout wgpu derived from it.
 
-use super::{Gpu, Kernel, Tensor};
+use super::{Gpu, Kernel, KernelPath, Tensor};
 use anyhow::{Result, bail, ensure};
 use wgpu::util::DeviceExt;
 
@@ -11,6 +11,9 @@ use wgpu::util::DeviceExt;
 /// [`Batch::run`]. A batch dropped without submitting is discarded.
 pub struct Batch<'g> {
     pub gpu: &'g Gpu,
+    /// The generation of kernels this batch's ops dispatch (the device's default unless the
+    /// caller sets it: tests and benchmarks run both paths on one shared device).
+    pub path: KernelPath,
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
 }
@@ -20,6 +23,7 @@ impl Gpu {
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             gpu: self,
+            path: self.path(),
             encoder: Some(self.device.create_command_encoder(&Default::default())),
             dispatches: 0,
         }

@@ -45,6 +45,7 @@ pub(crate) use kernel;
 /// Files that kernel files include (`// #include "name"`), by name.
 const SHARED: &[(&str, &str)] = &[
     ("common.wgsl", include_str!("../../shaders/common.wgsl")),
+    ("gelu.wgsl", include_str!("../../shaders/gelu.wgsl")),
     (
         "matmul_common.wgsl",
         include_str!("../../shaders/matmul_common.wgsl"),

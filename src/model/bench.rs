@@ -10,8 +10,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{GptConfig, Hyper, Model, Weights};
-use crate::gpu::Gpu;
 use crate::gpu::ops::{CpuOps, GpuOps, Ops};
+use crate::gpu::{Gpu, KernelPath};
 
 #[derive(Serialize, Debug)]
 pub struct KernelTime {
@@ -27,6 +27,15 @@ pub struct Baseline {
     pub what: &'static str,
     pub steps: usize,
     pub tokens_per_s: f64,
+}
+
+/// The first training release's kernels (`KernelPath::Release1`), timed in the same run.
+#[derive(Serialize, Debug)]
+pub struct PathFigure {
+    pub path: KernelPath,
+    pub tokens_per_s: f64,
+    pub ms_per_step: f64,
+    pub dispatches_per_step: f64,
 }
 
 #[derive(Serialize, Debug)]
@@ -47,6 +56,14 @@ pub struct TrainBench {
     pub dispatches_per_step: f64,
     /// Each kernel timed alone (one submission and wait per dispatch).
     pub top_kernels: Vec<KernelTime>,
+    /// The first release's path, same model, data and adapter.
+    pub release1: PathFigure,
+    /// tokens/s of the current path ÷ the first release's.
+    pub speedup_over_release1: f64,
+    /// Largest |loss difference| / loss between the two paths over the steps both trained from
+    /// the same weights on the same rows (float tolerance, not a fixed seed's luck).
+    pub loss_curve_max_rel_diff: f64,
+    pub loss_curve_steps: usize,
     pub baseline: Baseline,
     /// tokens/s on the adapter ÷ the baseline's.
     pub ratio: f64,
@@ -58,6 +75,50 @@ fn rows(cfg: &GptConfig, batch: usize, seed: u64) -> Vec<u32> {
     (0..batch * (cfg.context + 1))
         .map(|_| rng.below(cfg.vocab_size as u64) as u32)
         .collect()
+}
+
+/// A model in training: its next step number and the losses so far.
+struct Run<'g> {
+    ops: GpuOps<'g>,
+    model: Model<GpuOps<'g>>,
+    step: u64,
+    losses: Vec<f32>,
+}
+
+impl<'g> Run<'g> {
+    fn new(gpu: &'g Gpu, path: KernelPath, w: &Weights, batch: usize) -> Result<Self> {
+        let mut ops = GpuOps::with_path(gpu, path);
+        let model = Model::new(&mut ops, w, batch)?;
+        Ok(Self {
+            ops,
+            model,
+            step: 0,
+            losses: vec![],
+        })
+    }
+
+    /// Trains `steps` steps (step s on rows seeded s, so two runs see the same data); returns
+    /// the seconds per step.
+    fn steps(&mut self, cfg: &GptConfig, steps: usize) -> Result<f64> {
+        let h = Hyper::default();
+        let t = Instant::now();
+        for _ in 0..steps {
+            self.step += 1;
+            let r = rows(cfg, self.model.batch(), self.step);
+            let s = self.model.train_step(&mut self.ops, &r, &h, self.step)?;
+            self.losses.push(s.loss);
+        }
+        Ok(t.elapsed().as_secs_f64() / steps.max(1) as f64)
+    }
+
+    /// One step with every dispatch timed alone: (kernel, calls, seconds).
+    fn profile(&mut self, gpu: &Gpu, cfg: &GptConfig) -> Result<Vec<(String, u64, f64)>> {
+        gpu.set_profiling(true);
+        let profiled = self.steps(cfg, 1);
+        gpu.set_profiling(false);
+        profiled?;
+        Ok(gpu.take_profile())
+    }
 }
 
 fn time_steps<O: Ops>(ops: &mut O, m: &mut Model<O>, cfg: &GptConfig, steps: usize) -> Result<f64> {
@@ -87,22 +148,37 @@ pub fn train(
         gpu.limits.max_buffer_size,
         gpu.limits.max_storage_buffer_binding_size,
     )?;
-    let mut ops = GpuOps::new(gpu);
-    let mut m = Model::new(&mut ops, &w, batch)?;
-    time_steps(&mut ops, &mut m, &cfg, 2)?;
-    let step_s = time_steps(&mut ops, &mut m, &cfg, steps)?;
+    // Both paths from the same weights on the same rows, timed in alternating halves so that
+    // a change in machine load hits both.
+    let mut cur = Run::new(gpu, KernelPath::Fused, &w, batch)?;
+    let mut old = Run::new(gpu, KernelPath::Release1, &w, batch)?;
+    cur.steps(&cfg, 2)?;
+    old.steps(&cfg, 2)?;
+    let halves = [steps.div_ceil(2), steps / 2];
+    let (mut step_s, mut old_s) = (0.0, 0.0);
+    for n in halves.into_iter().filter(|&n| n > 0) {
+        step_s += cur.steps(&cfg, n)? * n as f64;
+        old_s += old.steps(&cfg, n)? * n as f64;
+    }
+    let (step_s, old_s) = (step_s / steps as f64, old_s / steps as f64);
+    let loss_curve_max_rel_diff = cur
+        .losses
+        .iter()
+        .zip(&old.losses)
+        .map(|(a, b)| ((a - b).abs() / b.abs().max(1e-30)) as f64)
+        .fold(0.0, f64::max);
+    let loss_curve_steps = cur.losses.len().min(old.losses.len());
+
     let t = Instant::now();
     let n_fwd = steps.clamp(1, 4);
     for s in 0..n_fwd {
-        m.loss(&mut ops, &rows(&cfg, batch, 100 + s as u64))?;
+        cur.model
+            .loss(&mut cur.ops, &rows(&cfg, batch, 100 + s as u64))?;
     }
     let forward_s = t.elapsed().as_secs_f64() / n_fwd as f64;
 
-    gpu.set_profiling(true);
-    let profiled = time_steps(&mut ops, &mut m, &cfg, 1);
-    gpu.set_profiling(false);
-    profiled?;
-    let profile = gpu.take_profile();
+    let old_profile = old.profile(gpu, &cfg)?;
+    let profile = cur.profile(gpu, &cfg)?;
     let total: f64 = profile.iter().map(|k| k.2).sum::<f64>().max(1e-12);
     let optimizer: f64 = profile
         .iter()
@@ -121,6 +197,7 @@ pub fn train(
     top.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));
     let dispatches: f64 = top.iter().map(|k| k.calls_per_step).sum();
     top.truncate(5);
+    let old_dispatches: f64 = old_profile.iter().map(|k| k.1 as f64).sum();
 
     let forward_share = (forward_s / step_s).min(1.0);
     let optimizer_share = (optimizer / total).min(1.0 - forward_share);
@@ -143,6 +220,15 @@ pub fn train(
         optimizer_share,
         dispatches_per_step: dispatches,
         top_kernels: top,
+        release1: PathFigure {
+            path: KernelPath::Release1,
+            tokens_per_s: tokens / old_s,
+            ms_per_step: old_s * 1e3,
+            dispatches_per_step: old_dispatches,
+        },
+        speedup_over_release1: old_s / step_s,
+        loss_curve_max_rel_diff,
+        loss_curve_steps,
         baseline: Baseline {
             what: "the plain-Rust reference (CpuOps: f64, one thread), same model and batch",
             steps: baseline_steps.max(1),
@@ -194,6 +280,21 @@ impl fmt::Display for TrainBench {
                 k.calls_per_step
             )?;
         }
+        writeln!(
+            f,
+            "first release's kernels: {:.0} tokens/s ({:.1} ms per step, {:.0} dispatches per step), \
+             timed in the same run: the current path is {:.2}× as fast",
+            self.release1.tokens_per_s,
+            self.release1.ms_per_step,
+            self.release1.dispatches_per_step,
+            self.speedup_over_release1
+        )?;
+        writeln!(
+            f,
+            "  loss curves of the two paths from the same weights and rows: largest relative \
+             difference {:.1e} over {} steps",
+            self.loss_curve_max_rel_diff, self.loss_curve_steps
+        )?;
         writeln!(
             f,
             "baseline: {:.0} tokens/s, {} ({} step{})",

@@ -397,11 +397,16 @@ fn block_forward<O: Ops>(
     inp: &O::T,
     s: AttnShape,
 ) -> Result<()> {
+    let fused = ops.fused();
     layernorm_forward(ops, &x.ln1, &x.ln1_mean, &x.ln1_rstd, inp, w.ln1w, w.ln1b)?;
     linear_forward(ops, &x.qkv, &x.ln1, w.qkvw, Some(w.qkvb))?;
     attention_forward(ops, &x.atty, &x.att, &x.qkv, s)?;
-    linear_forward(ops, &x.attproj, &x.atty, w.projw, Some(w.projb))?;
-    residual_forward(ops, &x.res2, inp, &x.attproj)?;
+    if fused {
+        linear_residual_forward(ops, &x.res2, &x.atty, w.projw, Some(w.projb), inp)?;
+    } else {
+        linear_forward(ops, &x.attproj, &x.atty, w.projw, Some(w.projb))?;
+        residual_forward(ops, &x.res2, inp, &x.attproj)?;
+    }
     layernorm_forward(
         ops,
         &x.ln2,
@@ -411,10 +416,22 @@ fn block_forward<O: Ops>(
         w.ln2w,
         w.ln2b,
     )?;
-    linear_forward(ops, &x.fch, &x.ln2, w.fcw, Some(w.fcb))?;
-    gelu_forward(ops, &x.fch_gelu, &x.fch)?;
-    linear_forward(ops, &x.fcproj, &x.fch_gelu, w.fcprojw, Some(w.fcprojb))?;
-    residual_forward(ops, &x.res3, &x.res2, &x.fcproj)
+    if fused {
+        linear_gelu_forward(ops, &x.fch, &x.fch_gelu, &x.ln2, w.fcw, w.fcb)?;
+        linear_residual_forward(
+            ops,
+            &x.res3,
+            &x.fch_gelu,
+            w.fcprojw,
+            Some(w.fcprojb),
+            &x.res2,
+        )
+    } else {
+        linear_forward(ops, &x.fch, &x.ln2, w.fcw, Some(w.fcb))?;
+        gelu_forward(ops, &x.fch_gelu, &x.fch)?;
+        linear_forward(ops, &x.fcproj, &x.fch_gelu, w.fcprojw, Some(w.fcprojb))?;
+        residual_forward(ops, &x.res3, &x.res2, &x.fcproj)
+    }
 }
 
 /// One transformer block backward: on entry `sc.dres` holds d(res3); on exit d(inp). The
@@ -430,16 +447,29 @@ fn block_backward<O: Ops>(
 ) -> Result<()> {
     // res3 = res2 + fcproj: d(fcproj) = dres.
     let dres = &sc.dres;
-    linear_backward(
-        ops,
-        &sc.dfch_gelu,
-        g.fcprojw,
-        Some(g.fcprojb),
-        dres,
-        &x.fch_gelu,
-        w.fcprojw,
-    )?;
-    gelu_backward(ops, &sc.dfch, &x.fch, &sc.dfch_gelu)?;
+    if ops.fused() {
+        gelu_linear_backward(
+            ops,
+            &sc.dfch,
+            g.fcprojw,
+            Some(g.fcprojb),
+            dres,
+            &x.fch_gelu,
+            &x.fch,
+            w.fcprojw,
+        )?;
+    } else {
+        linear_backward(
+            ops,
+            &sc.dfch_gelu,
+            g.fcprojw,
+            Some(g.fcprojb),
+            dres,
+            &x.fch_gelu,
+            w.fcprojw,
+        )?;
+        gelu_backward(ops, &sc.dfch, &x.fch, &sc.dfch_gelu)?;
+    }
     linear_backward(ops, &sc.dln, g.fcw, Some(g.fcb), &sc.dfch, &x.ln2, w.fcw)?;
     layernorm_backward(
         ops,

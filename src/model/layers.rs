@@ -93,6 +93,53 @@ pub fn linear_backward<O: Ops>(
     Ok(())
 }
 
+/// pre, out [B,T,OC]: pre = inp [B,T,IC] · wᵀ + b, out = gelu(pre) (one fused pass).
+pub fn linear_gelu_forward<O: Ops>(
+    ops: &mut O,
+    pre: &O::T,
+    out: &O::T,
+    inp: &O::T,
+    w: &O::T,
+    b: &O::T,
+) -> Result<()> {
+    ops.matmul_gelu(inp, w, b, pre, out)
+}
+
+/// out [B,T,OC] = res [B,T,OC] + (inp [B,T,IC] · wᵀ + b): a linear that ends in the residual
+/// add (its backward is [`linear_backward`] with dout = the residual stream's gradient).
+pub fn linear_residual_forward<O: Ops>(
+    ops: &mut O,
+    out: &O::T,
+    inp: &O::T,
+    w: &O::T,
+    b: Option<&O::T>,
+    res: &O::T,
+) -> Result<()> {
+    ops.matmul_residual(inp, w, b, res, out)
+}
+
+/// The backward of `gelu(pre)` followed by a linear: dpre [B,T,IC] = gelu'(pre)·(dout·w)
+/// (overwritten, one fused pass), dw [OC,IC] = doutᵀ·gelu(pre) = doutᵀ·act, db [OC] (overwritten;
+/// None: no bias); dout [B,T,OC], act = gelu(pre) and pre [B,T,IC].
+#[allow(clippy::too_many_arguments)]
+pub fn gelu_linear_backward<O: Ops>(
+    ops: &mut O,
+    dpre: &O::T,
+    dw: &O::T,
+    db: Option<&O::T>,
+    dout: &O::T,
+    act: &O::T,
+    pre: &O::T,
+    w: &O::T,
+) -> Result<()> {
+    ops.matmul_dx_gelu(dout, w, pre, dpre)?;
+    ops.matmul_dw(dout, act, dw, false)?;
+    if let Some(db) = db {
+        ops.colsum(dout, db, false)?;
+    }
+    Ok(())
+}
+
 /// out [B,T,C], att [B,NH,T,T] (probabilities) = causal attention of qkv [B,T,3C].
 pub fn attention_forward<O: Ops>(
     ops: &mut O,

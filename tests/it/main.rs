@@ -13,6 +13,7 @@ mod errors;
 mod fuzz_spec;
 mod generate;
 mod gpu_decode;
+mod gpu_fused;
 mod gpu_kernels;
 mod gpu_ops;
 mod gpu_quant;

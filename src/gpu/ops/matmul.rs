@@ -20,8 +20,38 @@ pub struct MatmulParams {
     pub a_cs: u32,
     pub b_rs: u32,
     pub b_cs: u32,
-    /// Bit 0: add bias; bit 1: accumulate into C.
+    /// Bit 0: add bias; bit 1: accumulate into C; bit 2: GELU into G; bit 3: GELU' from G.
     pub flags: u32,
+}
+
+/// What a product does to each output v besides its bias and accumulation (the epilogue of
+/// `shaders/matmul_common.wgsl`): fusing an elementwise op into the product saves a dispatch
+/// and a pass over the output.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// C = v (+ bias).
+    Plain,
+    /// C = v (+ bias) and the given tensor = gelu(C): the MLP's first linear and activation.
+    Gelu(&'a Tensor),
+    /// C = gelu'(pre) · v, `pre` the given tensor: the activation's backward fused into dx.
+    GeluBwd(&'a Tensor),
+}
+
+impl<'a> Epilogue<'a> {
+    fn flag(&self) -> u32 {
+        match self {
+            Epilogue::Plain => 0,
+            Epilogue::Gelu(_) => 4,
+            Epilogue::GeluBwd(_) => 8,
+        }
+    }
+    /// The tensor bound as G (C itself when the epilogue does not touch G).
+    fn g(&self, c: &'a Tensor) -> &'a Tensor {
+        match self {
+            Epilogue::Plain => c,
+            Epilogue::Gelu(t) | Epilogue::GeluBwd(t) => t,
+        }
+    }
 }
 
 pub const MM_GENERIC: Kernel = kernel!("matmul", "mm_generic", MatmulParams);
@@ -192,6 +222,21 @@ pub fn matmul_with(
     y: &Tensor,
     acc: bool,
 ) -> Result<()> {
+    matmul_ep(b, kern, x, w, bias, y, acc, Epilogue::Plain)
+}
+
+/// [`matmul_with`] with an epilogue.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_ep(
+    b: &mut Batch,
+    kern: &Kernel,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+    acc: bool,
+    ep: Epilogue,
+) -> Result<()> {
     let (m, n, k) = check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
     for (t, nm) in [(x, "x"), (w, "weight"), (y, "output")] {
         f32t(t, nm)?;
@@ -210,13 +255,13 @@ pub fn matmul_with(
         return Ok(());
     }
     if GEMM_VARIANTS.iter().any(|v| v.entry == kern.entry) {
-        return gemm_with(b, kern, x, (k, 1), w, (1, k), (m, n, k), bias, y, acc);
+        return gemm_ep(b, kern, x, (k, 1), w, (1, k), (m, n, k), bias, y, acc, ep);
     }
     let p = MatmulParams {
         m: u(m),
         n: u(n),
         k: u(k),
-        flags: flags(bias.is_some(), acc),
+        flags: flags(bias.is_some(), acc) | ep.flag(),
         ..Default::default()
     };
     let invocations = if kern.entry == MM_NT_ROWS8.entry {
@@ -230,7 +275,13 @@ pub fn matmul_with(
     b.dispatch(
         kern,
         &p,
-        &[("A", x), ("B", w), ("bias", bias_t), ("C", y)],
+        &[
+            ("A", x),
+            ("B", w),
+            ("bias", bias_t),
+            ("C", y),
+            ("G", ep.g(y)),
+        ],
         invocations,
     )
 }
@@ -262,10 +313,40 @@ pub fn gemm_with(
     a_strides: (usize, usize),
     bm: &Tensor,
     b_strides: (usize, usize),
+    mnk: (usize, usize, usize),
+    bias: Option<&Tensor>,
+    c: &Tensor,
+    acc: bool,
+) -> Result<()> {
+    gemm_ep(
+        b,
+        kern,
+        a,
+        a_strides,
+        bm,
+        b_strides,
+        mnk,
+        bias,
+        c,
+        acc,
+        Epilogue::Plain,
+    )
+}
+
+/// [`gemm_with`] with an epilogue (its tensor must hold [M, N] like C).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_ep(
+    b: &mut Batch,
+    kern: &Kernel,
+    a: &Tensor,
+    a_strides: (usize, usize),
+    bm: &Tensor,
+    b_strides: (usize, usize),
     (m, n, k): (usize, usize, usize),
     bias: Option<&Tensor>,
     c: &Tensor,
     acc: bool,
+    ep: Epilogue,
 ) -> Result<()> {
     let span = |rows: usize, cols: usize, (rs, cs): (usize, usize)| {
         if rows == 0 || cols == 0 {
@@ -302,6 +383,17 @@ pub fn gemm_with(
     }
     distinct(&[a, c], "gemm")?;
     distinct(&[bm, c], "gemm")?;
+    if let Epilogue::Gelu(g) | Epilogue::GeluBwd(g) = ep {
+        f32t(g, "gemm epilogue")?;
+        ensure!(
+            g.len() == m * n,
+            "gemm: the epilogue's tensor {:?} should hold [{m}, {n}] like C",
+            g.shape
+        );
+        distinct(&[a, g], "gemm")?;
+        distinct(&[bm, g], "gemm")?;
+        distinct(&[c, g], "gemm")?;
+    }
     ensure!(
         GEMM_VARIANTS.iter().any(|v| v.entry == kern.entry),
         "gemm: {} is not a strided-product kernel",
@@ -318,7 +410,7 @@ pub fn gemm_with(
         a_cs: u(a_strides.1),
         b_rs: u(b_strides.0),
         b_cs: u(b_strides.1),
-        flags: flags(bias.is_some(), acc),
+        flags: flags(bias.is_some(), acc) | ep.flag(),
     };
     let blocks = if kern.entry == MM_TILE16X8.entry {
         m.div_ceil(16) * n.div_ceil(8)
@@ -330,7 +422,13 @@ pub fn gemm_with(
     b.dispatch(
         kern,
         &p,
-        &[("A", a), ("B", bm), ("bias", bias_t), ("C", c)],
+        &[
+            ("A", a),
+            ("B", bm),
+            ("bias", bias_t),
+            ("C", c),
+            ("G", ep.g(c)),
+        ],
         blocks,
     )
 }
@@ -345,6 +443,84 @@ pub fn matmul_dx(b: &mut Batch, dy: &Tensor, w: &Tensor, dx: &Tensor, acc: bool)
 pub fn matmul_dw(b: &mut Batch, dy: &Tensor, x: &Tensor, dw: &Tensor, acc: bool) -> Result<()> {
     let (m, n, k) = check_dw(&dy.shape, &x.shape, &dw.shape)?;
     gemm(b, dy, (1, n), x, (k, 1), (n, k, m), None, dw, acc)
+}
+
+/// The MLP's first linear with its activation in one pass: pre[M,N] = x[M,K]·w[N,K]ᵀ + bias,
+/// y = gelu(pre).
+pub fn matmul_gelu(
+    b: &mut Batch,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    pre: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    check(&x.shape, &w.shape, Some(&bias.shape), &y.shape)?;
+    ensure!(
+        pre.shape == y.shape,
+        "matmul_gelu: pre-activation {:?} and activation {:?} differ",
+        pre.shape,
+        y.shape
+    );
+    distinct(&[x, y], "matmul_gelu")?;
+    distinct(&[w, y], "matmul_gelu")?;
+    let k = rows_cols(&x.shape).1;
+    let kern = nt_variant(b.gpu, k);
+    matmul_ep(b, kern, x, w, Some(bias), pre, false, Epilogue::Gelu(y))
+}
+
+/// The activation's backward fused into the input gradient: dx[M,K] = gelu'(pre) ∘ (dy[M,N]·w[N,K]),
+/// pre [M,K] the pre-activation.
+pub fn matmul_dx_gelu(
+    b: &mut Batch,
+    dy: &Tensor,
+    w: &Tensor,
+    pre: &Tensor,
+    dx: &Tensor,
+) -> Result<()> {
+    let (m, n, k) = check_dx(&dy.shape, &w.shape, &dx.shape)?;
+    ensure!(
+        pre.shape == dx.shape,
+        "matmul_dx_gelu: pre-activation {:?} and dx {:?} differ",
+        pre.shape,
+        dx.shape
+    );
+    let kern = gemm_variant(b.gpu);
+    gemm_ep(
+        b,
+        kern,
+        dy,
+        (n, 1),
+        w,
+        (k, 1),
+        (m, k, n),
+        None,
+        dx,
+        false,
+        Epilogue::GeluBwd(pre),
+    )
+}
+
+/// A linear that ends in a residual add: y = r + (x·wᵀ + bias), r and y [M,N]. Copies r into y
+/// and accumulates the product onto it, so it rounds exactly as the product followed by `add`.
+pub fn matmul_residual(
+    b: &mut Batch,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    r: &Tensor,
+    y: &Tensor,
+) -> Result<()> {
+    check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
+    ensure!(
+        r.len() == y.len(),
+        "matmul_residual: residual {:?} and output {:?} differ in size",
+        r.shape,
+        y.shape
+    );
+    distinct(&[r, y], "matmul_residual")?;
+    b.copy(r, y)?;
+    matmul(b, x, w, bias, y, true)
 }
 
 /// Bias gradient: db[N] (+)= Σ_rows dy[M,N] (rows in order).
@@ -394,6 +570,48 @@ pub mod cpu {
         let (m, n, k) = check_dw(&dy.shape, &x.shape, &dw.shape)?;
         let (_, d, _) = r::matmul_bwd(&dy.get(), &x.get(), &vec![0.0; n * k], m, n, k);
         dw.put(&d, acc);
+        Ok(())
+    }
+
+    pub fn matmul_gelu(
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: &CpuTensor,
+        pre: &CpuTensor,
+        y: &CpuTensor,
+    ) -> Result<()> {
+        matmul(x, w, Some(bias), pre, false)?;
+        crate::gpu::ops::elementwise::cpu::gelu(pre, y)
+    }
+
+    pub fn matmul_dx_gelu(
+        dy: &CpuTensor,
+        w: &CpuTensor,
+        pre: &CpuTensor,
+        dx: &CpuTensor,
+    ) -> Result<()> {
+        let (m, n, k) = check_dx(&dy.shape, &w.shape, &dx.shape)?;
+        let (d, _, _) = r::matmul_bwd(&dy.get(), &vec![0.0; m * k], &w.get(), m, n, k);
+        let d = crate::gpu::ops::elementwise::reference::gelu_bwd(&pre.get(), &d);
+        dx.put(&d, false);
+        Ok(())
+    }
+
+    pub fn matmul_residual(
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        r: &CpuTensor,
+        y: &CpuTensor,
+    ) -> Result<()> {
+        let (m, n, k) = check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
+        let b = bias.map(|b| b.get());
+        let p = r::matmul_fwd(&x.get(), &w.get(), b.as_deref(), m, n, k);
+        let rv = r.get();
+        y.put(
+            &p.iter().zip(&rv).map(|(a, b)| a + b).collect::<Vec<_>>(),
+            false,
+        );
         Ok(())
     }
 

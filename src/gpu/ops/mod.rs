@@ -24,7 +24,7 @@ pub use attention::{AttnShape, DecodeShape};
 pub use embedding::{EmbeddingIndex, EmbeddingIndexGpu};
 pub use optim::AdamW;
 
-use super::{Batch, DType, Gpu, Tensor};
+use super::{Batch, DType, Gpu, KernelPath, Tensor};
 use anyhow::{Result, ensure};
 use std::cell::RefCell;
 
@@ -162,6 +162,10 @@ ops! {
         /// Reads a tensor back (finishing any queued work first).
         fn read(&mut self, t: &Self::T) -> Result<Vec<f32>>;
         fn shape<'a>(&self, t: &'a Self::T) -> &'a [usize];
+        /// Whether the model should call the fused ops (`matmul_gelu`, `matmul_dx_gelu`,
+        /// `matmul_residual`, one flat AdamW) or the first release's separate ones; both
+        /// sequences compute the same functions.
+        fn fused(&self) -> bool;
         fn embedding_index(&mut self, tokens: &[u32], vocab: usize) -> Result<Self::Index>;
         /// clip[0] = global norm, clip[1] = clip factor.
         fn grad_norm_clip(
@@ -189,6 +193,9 @@ ops! {
         }
         fn shape<'a>(&self, t: &'a Tensor) -> &'a [usize] {
             &t.shape
+        }
+        fn fused(&self) -> bool {
+            self.path == KernelPath::Fused
         }
         fn embedding_index(&mut self, tokens: &[u32], vocab: usize) -> Result<EmbeddingIndexGpu> {
             EmbeddingIndexGpu::upload(self.gpu, &EmbeddingIndex::build(tokens, vocab)?)
@@ -236,6 +243,9 @@ ops! {
         fn shape<'a>(&self, t: &'a CpuTensor) -> &'a [usize] {
             &t.shape
         }
+        fn fused(&self) -> bool {
+            true
+        }
         fn embedding_index(&mut self, tokens: &[u32], vocab: usize) -> Result<Vec<u32>> {
             EmbeddingIndex::build(tokens, vocab)?;
             Ok(tokens.to_vec())
@@ -261,6 +271,26 @@ ops! {
         fn matmul_dx(&mut self, dy: &Self::T, w: &Self::T, dx: &Self::T, acc: bool) => matmul;
         fn matmul_dw(&mut self, dy: &Self::T, x: &Self::T, dw: &Self::T, acc: bool) => matmul;
         fn colsum(&mut self, dy: &Self::T, db: &Self::T, acc: bool) => matmul;
+        /// pre = x·wᵀ + bias, y = gelu(pre) in one pass.
+        fn matmul_gelu(
+            &mut self,
+            x: &Self::T,
+            w: &Self::T,
+            bias: &Self::T,
+            pre: &Self::T,
+            y: &Self::T,
+        ) => matmul;
+        /// dx = gelu'(pre) ∘ (dy·w) in one pass.
+        fn matmul_dx_gelu(&mut self, dy: &Self::T, w: &Self::T, pre: &Self::T, dx: &Self::T) => matmul;
+        /// y = r + (x·wᵀ + bias): a linear that ends in a residual add.
+        fn matmul_residual(
+            &mut self,
+            x: &Self::T,
+            w: &Self::T,
+            bias: Option<&Self::T>,
+            r: &Self::T,
+            y: &Self::T,
+        ) => matmul;
         fn layernorm(
             &mut self,
             x: &Self::T,
@@ -352,16 +382,33 @@ ops! {
 /// [`GpuOps::flush`].
 pub struct GpuOps<'g> {
     pub gpu: &'g Gpu,
+    path: KernelPath,
     batch: Option<Batch<'g>>,
 }
 
 impl<'g> GpuOps<'g> {
+    /// Ops on the device's default kernel path ([`Gpu::path`]).
     pub fn new(gpu: &'g Gpu) -> Self {
-        Self { gpu, batch: None }
+        Self::with_path(gpu, gpu.path())
+    }
+    /// Ops on the given kernel path (for this value only: the device is unchanged).
+    pub fn with_path(gpu: &'g Gpu, path: KernelPath) -> Self {
+        Self {
+            gpu,
+            path,
+            batch: None,
+        }
+    }
+    pub fn path(&self) -> KernelPath {
+        self.path
     }
     fn b(&mut self) -> &mut Batch<'g> {
-        let gpu = self.gpu;
-        self.batch.get_or_insert_with(|| gpu.batch())
+        let (gpu, path) = (self.gpu, self.path);
+        self.batch.get_or_insert_with(|| {
+            let mut b = gpu.batch();
+            b.path = path;
+            b
+        })
     }
     /// Submits the recorded work (without waiting).
     pub fn flush(&mut self) -> Result<()> {
