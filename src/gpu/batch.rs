@@ -53,12 +53,12 @@ impl Batch<'_> {
         let max_bind = self.gpu.limits.max_storage_buffer_binding_size;
         for (name, b) in buffers {
             ensure!(
-                b.buffer.size() <= max_bind,
+                b.size <= max_bind,
                 "kernel {}: buffer {name} of shape {:?} is {} bytes, over this adapter's \
                  max_storage_buffer_binding_size {max_bind}; split the work",
                 k.name(),
                 b.shape,
-                b.buffer.size()
+                b.size
             );
         }
         if invocations == 0 {
@@ -93,7 +93,7 @@ impl Batch<'_> {
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: *binding,
-                resource: t.buffer.as_entire_binding(),
+                resource: t.binding(),
             });
         }
         if let Some((n, _)) = buffers
@@ -148,11 +148,14 @@ impl Batch<'_> {
             src.shape,
             dst.shape
         );
-        let size = src.buffer.size().min(dst.buffer.size());
-        self.encoder
-            .as_mut()
-            .unwrap()
-            .copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, size);
+        let size = src.size.min(dst.size);
+        self.encoder.as_mut().unwrap().copy_buffer_to_buffer(
+            &src.buffer,
+            src.offset,
+            &dst.buffer,
+            dst.offset,
+            size,
+        );
         Ok(())
     }
 
@@ -183,9 +186,9 @@ impl Batch<'_> {
         }
         self.encoder.as_mut().unwrap().copy_buffer_to_buffer(
             &src.buffer,
-            (src_at * 4) as u64,
+            src.offset + (src_at * 4) as u64,
             &dst.buffer,
-            (dst_at * 4) as u64,
+            dst.offset + (dst_at * 4) as u64,
             (len * 4) as u64,
         );
         Ok(())
@@ -196,7 +199,7 @@ impl Batch<'_> {
         self.encoder
             .as_mut()
             .unwrap()
-            .clear_buffer(&t.buffer, 0, None);
+            .clear_buffer(&t.buffer, t.offset, Some(t.size));
     }
 
     /// Number of dispatches recorded so far.

@@ -23,10 +23,16 @@ impl DType {
     }
 }
 
-/// A buffer on the device plus its logical shape (row-major, last dimension contiguous).
+/// A buffer on the device, or a view into part of one (parameters, gradients and AdamW
+/// moments live in blocks so the optimizer can sweep them in a few dispatches), plus its
+/// logical shape (row-major, last dimension contiguous).
 #[derive(Clone, Debug)]
 pub struct Tensor {
     pub buffer: wgpu::Buffer,
+    /// Where the tensor starts in the buffer, in bytes (0 unless a view).
+    pub offset: u64,
+    /// The bytes bound for it (its size rounded up to 4; the whole buffer unless a view).
+    pub size: u64,
     pub shape: Vec<usize>,
     pub dtype: DType,
 }
@@ -43,6 +49,45 @@ impl Tensor {
     pub fn bytes(&self) -> usize {
         self.len() * self.dtype.size()
     }
+    /// The part of this tensor from element `at` holding `shape` (4-byte element types).
+    /// Dispatches bind it at its offset, so `at` must keep the offset a multiple of the
+    /// adapter's `min_storage_buffer_offset_alignment` (see [`Gpu::zeros_block`]).
+    pub fn view(&self, at: usize, shape: &[usize]) -> Result<Tensor> {
+        ensure!(
+            self.dtype.size() == 4,
+            "view: only 4-byte element tensors have views"
+        );
+        let n: usize = shape.iter().product();
+        ensure!(
+            at + n <= self.len(),
+            "view of {shape:?} at element {at} runs past the end of {:?}",
+            self.shape
+        );
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            offset: self.offset + (at * 4) as u64,
+            size: (n.max(1) * 4) as u64,
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
+    /// What a dispatch binds: the tensor's range of its buffer.
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.size),
+        })
+    }
+
+    /// True when the two tensors share bytes of one buffer.
+    pub fn overlaps(&self, o: &Tensor) -> bool {
+        self.buffer == o.buffer
+            && self.offset < o.offset + o.size
+            && o.offset < self.offset + self.size
+    }
+
     /// Rows and columns when viewed as a matrix: all leading dimensions times the last.
     pub fn as_2d(&self) -> (usize, usize) {
         match self.shape.split_last() {
@@ -93,9 +138,32 @@ impl Gpu {
         };
         Ok(Tensor {
             buffer,
+            offset: 0,
+            size,
             shape: shape.to_vec(),
             dtype,
         })
+    }
+
+    /// Zero f32 tensors of the given shapes as views into one new buffer, each starting at a
+    /// multiple of the adapter's storage offset alignment (the gaps stay zero). Returns the
+    /// whole block and the views.
+    pub fn zeros_block(&self, shapes: &[&[usize]]) -> Result<(Tensor, Vec<Tensor>)> {
+        let align = (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let mut at = Vec::with_capacity(shapes.len());
+        let mut end = 0usize;
+        for s in shapes {
+            let start = end.div_ceil(align) * align;
+            at.push(start);
+            end = start + s.iter().product::<usize>();
+        }
+        let whole = self.zeros(&[end.max(1)])?;
+        let views = shapes
+            .iter()
+            .zip(at)
+            .map(|(s, a)| whole.view(a, s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((whole, views))
     }
 
     /// A new tensor, zero-filled (wgpu zero-initialises buffers).
@@ -139,17 +207,17 @@ impl Gpu {
         );
         check_len(data.len(), &t.shape)?;
         self.queue
-            .write_buffer(&t.buffer, 0, bytemuck::cast_slice(data));
+            .write_buffer(&t.buffer, t.offset, bytemuck::cast_slice(data));
         Ok(())
     }
 
     /// Fills a tensor with NaN (f32 bits 0x7fc00000): tests poison outputs so that an element a
     /// kernel fails to write shows up.
     pub fn poison(&self, t: &Tensor) {
-        let words = t.buffer.size() as usize / 4;
+        let words = t.size as usize / 4;
         self.queue.write_buffer(
             &t.buffer,
-            0,
+            t.offset,
             bytemuck::cast_slice(&vec![0x7fc0_0000u32; words]),
         );
     }
@@ -166,14 +234,14 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut stagings = Vec::new();
         for t in ts {
-            let size = t.buffer.size();
+            let size = t.size;
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
                 size,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            enc.copy_buffer_to_buffer(&t.buffer, 0, &staging, 0, size);
+            enc.copy_buffer_to_buffer(&t.buffer, t.offset, &staging, 0, size);
             stagings.push(staging);
         }
         self.queue.submit([enc.finish()]);

@@ -93,12 +93,29 @@ impl<O: Ops> Model<O> {
     pub fn new(ops: &mut O, w: &Weights, batch: usize) -> Result<Self> {
         w.check()?;
         ensure!(batch > 0, "batch is 0; train on at least one row");
-        let t = DeviceTensors::build(&w.cfg, batch, &mut |s| {
-            match s.init {
-                Init::Param(i) => ops.upload(&w.tensors[i], s.shape),
-                Init::Zeros => ops.zeros(s.shape),
-            }
-            .with_context(|| format!("allocating {} {:?} on the device", s.name, s.shape))
+        let t = DeviceTensors::build(&w.cfg, batch, &mut |slots| {
+            let made = if let [s] = slots {
+                vec![match s.init {
+                    Init::Param(i) => ops.upload(&w.tensors[i], s.shape),
+                    Init::Zeros => ops.zeros(s.shape),
+                }]
+                .into_iter()
+                .collect::<Result<Vec<_>>>()
+            } else {
+                let shapes: Vec<&[usize]> = slots.iter().map(|s| s.shape).collect();
+                ops.zeros_many(&shapes).and_then(|ts| {
+                    for (s, t) in slots.iter().zip(&ts) {
+                        if let Init::Param(i) = s.init {
+                            ops.write(t, &w.tensors[i])?;
+                        }
+                    }
+                    Ok(ts)
+                })
+            };
+            made.with_context(|| {
+                let names: Vec<&str> = slots.iter().map(|s| s.name).collect();
+                format!("allocating {} on the device", names.join(", "))
+            })
         })?;
         Ok(Self {
             cfg: w.cfg,
@@ -262,7 +279,15 @@ impl<O: Ops> Model<O> {
         self.forward(ops, &tokens, &tgt, true)?;
         self.backward(ops, &index)?;
         self.has_grads = true;
-        let grads: Vec<&O::T> = self.t.grads.iter().collect();
+        // The fused path sums the norm over the gradient block in layout order; the first
+        // release's path per tensor in specs order, as it did.
+        let specs_order: Vec<usize> = (0..self.t.grads.len()).collect();
+        let order = if ops.fused() {
+            &self.t.opt_order
+        } else {
+            &specs_order
+        };
+        let grads = in_order(&self.t.grads, order);
         let max_norm = if h.grad_clip > 0.0 {
             h.grad_clip
         } else {
@@ -277,18 +302,16 @@ impl<O: Ops> Model<O> {
             weight_decay: h.weight_decay,
         };
         let clip = (h.grad_clip > 0.0).then_some(&self.t.clip);
-        for i in 0..self.t.params.len() {
-            let tt = &self.t;
-            ops.adamw(
-                &adam,
-                step,
-                &tt.params[i],
-                &tt.grads[i],
-                &tt.m[i],
-                &tt.v[i],
-                clip,
-            )?;
-        }
+        let tt = &self.t;
+        ops.adamw_many(
+            &adam,
+            step,
+            &in_order(&tt.params, &tt.opt_order),
+            &in_order(&tt.grads, &tt.opt_order),
+            &in_order(&tt.m, &tt.opt_order),
+            &in_order(&tt.v, &tt.opt_order),
+            clip,
+        )?;
         let losses = ops.read(&self.t.acts.losses)?;
         let clip = ops.read(&self.t.clip)?;
         Ok(StepStats {
@@ -369,8 +392,6 @@ impl<O: Ops> Model<O> {
             s.v.len(),
             sp.len()
         );
-        let mut m = Vec::with_capacity(sp.len());
-        let mut v = Vec::with_capacity(sp.len());
         for (i, p) in sp.iter().enumerate() {
             ensure!(
                 s.m[i].len() == p.numel() && s.v[i].len() == p.numel(),
@@ -380,11 +401,11 @@ impl<O: Ops> Model<O> {
                 s.v[i].len(),
                 p.numel()
             );
-            m.push(ops.upload(&s.m[i], &p.shape)?);
-            v.push(ops.upload(&s.v[i], &p.shape)?);
         }
-        self.t.m = m;
-        self.t.v = v;
+        for i in 0..sp.len() {
+            ops.write(&self.t.m[i], &s.m[i])?;
+            ops.write(&self.t.v[i], &s.v[i])?;
+        }
         Ok(())
     }
 }
@@ -507,6 +528,11 @@ fn block_backward<O: Ops>(
         &x.ln1_rstd,
         true,
     )
+}
+
+/// The tensors of `v` in the given order.
+fn in_order<'a, T>(v: &'a [T], order: &[usize]) -> Vec<&'a T> {
+    order.iter().map(|&i| &v[i]).collect()
 }
 
 fn read_all<O: Ops>(ops: &mut O, ts: &[O::T]) -> Result<Vec<Vec<f32>>> {

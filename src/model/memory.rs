@@ -26,9 +26,11 @@ pub fn memory_plan(cfg: &GptConfig, batch: usize) -> MemoryPlan {
             .fold(4u64, |acc, &d| acc.saturating_mul(d as u64))
     };
     // The closure never fails, so neither does build.
-    let _ = DeviceTensors::<()>::build(cfg, batch, &mut |s| {
-        sizes.push((s.name.to_string(), bytes(s.shape)));
-        Ok(())
+    let _ = DeviceTensors::<()>::build(cfg, batch, &mut |slots| {
+        for s in slots {
+            sizes.push((s.name.to_string(), bytes(s.shape)));
+        }
+        Ok(vec![(); slots.len()])
     });
     for (name, shape) in step_uploads(cfg, batch) {
         sizes.push((name, bytes(&shape)));

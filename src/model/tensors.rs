@@ -64,6 +64,9 @@ pub struct Scratch<X> {
 
 /// Everything on the device.
 pub struct DeviceTensors<X> {
+    /// Parameters, gradients and AdamW moments in `specs` order. Each of the four is allocated
+    /// as one group in [`DeviceTensors::opt_order`] (an implementation may make a group one
+    /// block).
     pub params: Vec<X>,
     pub grads: Vec<X>,
     pub m: Vec<X>,
@@ -72,40 +75,72 @@ pub struct DeviceTensors<X> {
     pub scratch: Scratch<X>,
     /// [norm, clip factor] from the global-norm kernel.
     pub clip: X,
+    /// The order the parameter groups are laid out in: the weight-decayed (2-D) tensors
+    /// first, then the rest, each in `specs` order, so that each kind is one contiguous run.
+    pub opt_order: Vec<usize>,
 }
 
 impl<X> DeviceTensors<X> {
-    /// Makes every tensor for `batch` rows through `alloc`, in a fixed order.
+    /// Makes every tensor for `batch` rows through `alloc`, in a fixed order. `alloc` gets
+    /// groups of slots to allocate together (parameters, gradients, each AdamW moment) and
+    /// single slots (everything else) and returns one tensor per slot.
     pub fn build(
         cfg: &GptConfig,
         batch: usize,
-        alloc: &mut dyn FnMut(Slot) -> Result<X>,
+        alloc: &mut dyn FnMut(&[Slot]) -> Result<Vec<X>>,
     ) -> Result<Self> {
         let (b, t, c, nh, v) = (batch, cfg.context, cfg.n_embd, cfg.n_head, cfg.vocab_size);
         let sp = specs(cfg);
-        let mut params = Vec::with_capacity(sp.len());
-        for (i, s) in sp.iter().enumerate() {
-            params.push(alloc(Slot {
-                name: &s.name,
-                shape: &s.shape,
-                init: Init::Param(i),
-            })?);
-        }
-        let mut z = |name: &str, shape: &[usize]| {
-            alloc(Slot {
+        let opt_order: Vec<usize> = (0..sp.len())
+            .filter(|&i| sp[i].shape.len() >= 2)
+            .chain((0..sp.len()).filter(|&i| sp[i].shape.len() < 2))
+            .collect();
+        // One group in opt_order, returned in specs order.
+        let mut group = |prefix: Option<&str>| -> Result<Vec<X>> {
+            let names: Vec<String> = opt_order
+                .iter()
+                .map(|&i| match prefix {
+                    Some(p) => format!("{p}.{}", sp[i].name),
+                    None => sp[i].name.clone(),
+                })
+                .collect();
+            let slots: Vec<Slot> = opt_order
+                .iter()
+                .zip(&names)
+                .map(|(&i, name)| Slot {
+                    name,
+                    shape: &sp[i].shape,
+                    init: if prefix.is_none() {
+                        Init::Param(i)
+                    } else {
+                        Init::Zeros
+                    },
+                })
+                .collect();
+            let made = alloc(&slots)?;
+            anyhow::ensure!(
+                made.len() == slots.len(),
+                "allocator returned too few tensors"
+            );
+            let mut by_spec: Vec<Option<X>> = (0..sp.len()).map(|_| None).collect();
+            for (&i, x) in opt_order.iter().zip(made) {
+                by_spec[i] = Some(x);
+            }
+            Ok(by_spec.into_iter().map(|x| x.unwrap()).collect())
+        };
+        let params = group(None)?;
+        let grads = group(Some("grad"))?;
+        let m = group(Some("adam_m"))?;
+        let vv = group(Some("adam_v"))?;
+        let mut z = |name: &str, shape: &[usize]| -> Result<X> {
+            let mut one = alloc(&[Slot {
                 name,
                 shape,
                 init: Init::Zeros,
-            })
+            }])?;
+            one.pop()
+                .ok_or_else(|| anyhow::anyhow!("allocator returned nothing for {name}"))
         };
-        let mut group = |prefix: &str| {
-            sp.iter()
-                .map(|s| z(&format!("{prefix}.{}", s.name), &s.shape))
-                .collect::<Result<Vec<X>>>()
-        };
-        let grads = group("grad")?;
-        let m = group("adam_m")?;
-        let vv = group("adam_v")?;
         let (btc, bt) = ([b, t, c], [b * t]);
         let encoded = z("act.encoded", &btc)?;
         let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -157,6 +192,7 @@ impl<X> DeviceTensors<X> {
             acts,
             scratch,
             clip,
+            opt_order,
         })
     }
 }

@@ -162,3 +162,46 @@ fn the_fused_path_follows_the_first_release_s_loss_curve() {
         );
     }
 }
+
+#[test]
+fn views_of_a_block_bind_at_their_offsets_and_leave_the_gaps_alone() {
+    let g = gpu();
+    let shapes: [&[usize]; 3] = [&[3], &[5, 2], &[1]];
+    let (whole, views) = g.zeros_block(&shapes).unwrap();
+    let align = (g.limits.min_storage_buffer_offset_alignment / 4) as usize;
+    assert_eq!(
+        views[1].offset as usize,
+        align.max(3).div_ceil(align) * align * 4
+    );
+    let a: Vec<f32> = (0..10).map(|i| i as f32 * 0.5 - 2.0).collect();
+    g.write(&views[1], &a).unwrap();
+    g.write(&views[0], &[9.0, 9.0, 9.0]).unwrap();
+    // GELU from the middle view into a fresh tensor, and one element of that into the last
+    // view through copy_range.
+    let out = poisoned(&[5, 2]);
+    run(|b| ew::gelu(b, &views[1], &out));
+    let want = r::gelu_fwd(&f64s(&a));
+    assert_close("gelu of a view", &read(&out), &want, 1e-6);
+    run(|b| b.copy_range(&out, 0, &views[2], 0, 1));
+    assert_eq!(read(&views[2]), vec![read(&out)[0]]);
+    assert_eq!(read(&views[0]), vec![9.0; 3], "the first view is untouched");
+    // Everything outside the three views is still zero.
+    let all = read(&whole);
+    let mut inside = vec![false; all.len()];
+    for v in &views {
+        let at = v.offset as usize / 4;
+        inside[at..at + v.len()].iter_mut().for_each(|x| *x = true);
+    }
+    assert!(
+        all.iter().zip(&inside).all(|(x, &i)| i || *x == 0.0),
+        "a gap was written"
+    );
+    // Overlapping views are refused as in-place use.
+    let overlap = whole
+        .view(views[1].offset as usize / 4 + 4, &[5, 2])
+        .unwrap();
+    assert!(overlap.overlaps(&views[1]) && !overlap.overlaps(&views[0]));
+    let mut b = g.batch();
+    let e = ew::gelu(&mut b, &views[1], &overlap).unwrap_err();
+    assert!(e.to_string().contains("in-place"), "{e}");
+}

@@ -105,8 +105,8 @@ pub(crate) fn distinct(ts: &[&Tensor], what: &str) -> Result<()> {
     for i in 0..ts.len() {
         for j in i + 1..ts.len() {
             ensure!(
-                ts[i].buffer != ts[j].buffer,
-                "{what}: the same buffer is passed twice (in-place use is not supported)"
+                !ts[i].overlaps(ts[j]),
+                "{what}: the same buffer (or overlapping parts of one) is passed twice (in-place use is not supported)"
             );
         }
     }
@@ -159,6 +159,12 @@ ops! {
         /// Token ids / targets.
         fn upload_ids(&mut self, ids: &[u32], shape: &[usize]) -> Result<Self::T>;
         fn zeros(&mut self, shape: &[usize]) -> Result<Self::T>;
+        /// Zero tensors allocated together: an implementation may place them in one block
+        /// (the fused GPU path does), which [`Ops::adamw_many`] and [`Ops::grad_norm_clip`] then
+        /// sweep in a few dispatches instead of one per tensor.
+        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<Self::T>>;
+        /// Overwrites a tensor's contents from the host.
+        fn write(&mut self, t: &Self::T, data: &[f32]) -> Result<()>;
         /// Reads a tensor back (finishing any queued work first).
         fn read(&mut self, t: &Self::T) -> Result<Vec<f32>>;
         fn shape<'a>(&self, t: &'a Self::T) -> &'a [usize];
@@ -174,6 +180,18 @@ ops! {
             clip: &Self::T,
             max_norm: f32,
         ) -> Result<()>;
+        /// One AdamW step of every listed tensor (the four lists in one order): the same as
+        /// [`Ops::adamw`] on each.
+        fn adamw_many(
+            &mut self,
+            h: &AdamW,
+            step: u64,
+            params: &[&Self::T],
+            grads: &[&Self::T],
+            m: &[&Self::T],
+            v: &[&Self::T],
+            clip: Option<&Self::T>,
+        ) -> Result<()>;
     }
     gpu {
         type T = Tensor;
@@ -186,6 +204,17 @@ ops! {
         }
         fn zeros(&mut self, shape: &[usize]) -> Result<Tensor> {
             self.gpu.zeros(shape)
+        }
+        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<Tensor>> {
+            if self.path == KernelPath::Release1 {
+                return shapes.iter().map(|s| self.gpu.zeros(s)).collect();
+            }
+            Ok(self.gpu.zeros_block(shapes)?.1)
+        }
+        fn write(&mut self, t: &Tensor, data: &[f32]) -> Result<()> {
+            // Queue writes land before the next submission: finish what is recorded first.
+            self.flush()?;
+            self.gpu.write(t, data)
         }
         fn read(&mut self, t: &Tensor) -> Result<Vec<f32>> {
             self.flush()?;
@@ -201,8 +230,49 @@ ops! {
             EmbeddingIndexGpu::upload(self.gpu, &EmbeddingIndex::build(tokens, vocab)?)
         }
         fn grad_norm_clip(&mut self, grads: &[&Tensor], clip: &Tensor, max_norm: f32) -> Result<()> {
-            let partials = self.gpu.zeros(&[optim::norm_slots(grads)])?;
-            optim::grad_norm_clip(self.b(), grads, &partials, clip, max_norm)
+            let spans;
+            let grads: Vec<&Tensor> = if self.path == KernelPath::Fused {
+                spans = runs(&[grads], |_, _| true)
+                    .into_iter()
+                    .map(|(_, ts)| ts.into_iter().next().unwrap())
+                    .collect::<Vec<_>>();
+                spans.iter().collect()
+            } else {
+                grads.to_vec()
+            };
+            let partials = self.gpu.zeros(&[optim::norm_slots(&grads)])?;
+            optim::grad_norm_clip(self.b(), &grads, &partials, clip, max_norm)
+        }
+        fn adamw_many(
+            &mut self,
+            h: &AdamW,
+            step: u64,
+            params: &[&Tensor],
+            grads: &[&Tensor],
+            m: &[&Tensor],
+            v: &[&Tensor],
+            clip: Option<&Tensor>,
+        ) -> Result<()> {
+            ensure!(
+                grads.len() == params.len() && m.len() == params.len() && v.len() == params.len(),
+                "adamw_many: {} parameters, {} gradients, {} and {} moments",
+                params.len(),
+                grads.len(),
+                m.len(),
+                v.len()
+            );
+            if self.path == KernelPath::Release1 {
+                for i in 0..params.len() {
+                    optim::adamw(self.b(), h, step, params[i], grads[i], m[i], v[i], clip)?;
+                }
+                return Ok(());
+            }
+            let same_decay = |a: &Tensor, b: &Tensor| h.decay_for(&a.shape) == h.decay_for(&b.shape);
+            for (first, s) in runs(&[params, grads, m, v], same_decay) {
+                let wd = h.decay_for(&params[first].shape);
+                optim::adamw_decay(self.b(), h, step, &s[0], &s[1], &s[2], &s[3], clip, wd)?;
+            }
+            Ok(())
         }
     }
     cpu {
@@ -237,6 +307,18 @@ ops! {
                 ids: vec![],
             })
         }
+        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<CpuTensor>> {
+            shapes.iter().map(|s| self.zeros(s)).collect()
+        }
+        fn write(&mut self, t: &CpuTensor, data: &[f32]) -> Result<()> {
+            ensure!(
+                data.len() == numel(&t.shape),
+                "data does not fill shape {:?}",
+                t.shape
+            );
+            t.data.borrow_mut().copy_from_slice(data);
+            Ok(())
+        }
         fn read(&mut self, t: &CpuTensor) -> Result<Vec<f32>> {
             Ok(t.data.borrow().clone())
         }
@@ -257,6 +339,29 @@ ops! {
             max_norm: f32,
         ) -> Result<()> {
             optim::cpu::grad_norm_clip(grads, clip, max_norm)
+        }
+        fn adamw_many(
+            &mut self,
+            h: &AdamW,
+            step: u64,
+            params: &[&CpuTensor],
+            grads: &[&CpuTensor],
+            m: &[&CpuTensor],
+            v: &[&CpuTensor],
+            clip: Option<&CpuTensor>,
+        ) -> Result<()> {
+            ensure!(
+                grads.len() == params.len() && m.len() == params.len() && v.len() == params.len(),
+                "adamw_many: {} parameters, {} gradients, {} and {} moments",
+                params.len(),
+                grads.len(),
+                m.len(),
+                v.len()
+            );
+            for i in 0..params.len() {
+                optim::cpu::adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
+            }
+            Ok(())
         }
     }
     ops {
@@ -376,6 +481,52 @@ ops! {
             clip: Option<&Self::T>,
         ) => optim;
     }
+}
+
+/// Groups consecutive entries of parallel tensor lists into runs that one dispatch can sweep:
+/// within a run, each list's tensors lie in one buffer in ascending order at the same relative
+/// offsets in every list (blocks from [`Gpu::zeros_block`] made for the same shapes), and
+/// `joins(prev, next)` holds (on the first list). Returns each run's first index and, per list,
+/// the span from the run's first tensor to the end of its last (the alignment gaps between them
+/// are zeros that no kernel writes otherwise, so sweeping them is harmless: AdamW and the norm
+/// keep zeros zero).
+fn runs(
+    lists: &[&[&Tensor]],
+    joins: impl Fn(&Tensor, &Tensor) -> bool,
+) -> Vec<(usize, Vec<Tensor>)> {
+    let n = lists[0].len();
+    let mut out = vec![];
+    let mut start = 0;
+    for i in 1..=n {
+        let continues = i < n && joins(lists[0][i - 1], lists[0][i]) && {
+            let rel = |l: &[&Tensor]| l[i].offset.checked_sub(l[start].offset);
+            let r0 = rel(lists[0]);
+            lists.iter().all(|l| {
+                l[i].buffer == l[start].buffer
+                    && l[i].offset >= l[i - 1].offset + l[i - 1].size
+                    && rel(l) == r0
+            })
+        };
+        if continues {
+            continue;
+        }
+        let spans = lists
+            .iter()
+            .map(|l| {
+                let (a, z) = (l[start], l[i - 1]);
+                Tensor {
+                    buffer: a.buffer.clone(),
+                    offset: a.offset,
+                    size: z.offset + z.size - a.offset,
+                    shape: vec![((z.offset + z.size - a.offset) / 4) as usize],
+                    dtype: a.dtype,
+                }
+            })
+            .collect();
+        out.push((start, spans));
+        start = i;
+    }
+    out
 }
 
 /// The WGSL implementation: operations are recorded into one batch, submitted on `read` or

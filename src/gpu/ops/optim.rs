@@ -224,6 +224,24 @@ pub fn adamw(
     v: &Tensor,
     clip: Option<&Tensor>,
 ) -> Result<()> {
+    let wd = h.decay_for(&param.shape);
+    adamw_decay(b, h, step, param, grad, m, v, clip, wd)
+}
+
+/// [`adamw`] with the weight decay given (a span of several tensors has no shape to take it
+/// from).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_decay(
+    b: &mut Batch,
+    h: &AdamW,
+    step: u64,
+    param: &Tensor,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    clip: Option<&Tensor>,
+    wd: f32,
+) -> Result<()> {
     check_adamw(
         step,
         &param.shape,
@@ -251,7 +269,7 @@ pub fn adamw(
         beta1: h.beta1,
         beta2: h.beta2,
         eps: h.eps,
-        wd: h.decay_for(&param.shape),
+        wd,
         bc1: bc1 as f32,
         bc2: bc2 as f32,
         ..Default::default()
