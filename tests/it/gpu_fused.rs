@@ -205,3 +205,26 @@ fn views_of_a_block_bind_at_their_offsets_and_leave_the_gaps_alone() {
     let e = ew::gelu(&mut b, &views[1], &overlap).unwrap_err();
     assert!(e.to_string().contains("in-place"), "{e}");
 }
+
+#[test]
+fn bench_train_times_both_kernel_paths_on_the_same_rows_and_their_losses_agree() {
+    let p = crate::common::Proj::with_pipeline(&crate::common::model_pipeline(8, 1, 32, 4, "", ""));
+    let (r, code) = p.json(&["bench", "train", "--runs", "2"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["release1"]["path"], "Release1", "{r}");
+    let (cur, old) = (
+        r["tokens_per_s"].as_f64().unwrap(),
+        r["release1"]["tokens_per_s"].as_f64().unwrap(),
+    );
+    assert!(cur > 0.0 && old > 0.0, "{r}");
+    assert!((r["speedup_over_release1"].as_f64().unwrap() - cur / old).abs() < 1e-6 * cur / old);
+    // Two warm-up steps and two timed steps on each path, compared step by step.
+    assert_eq!(r["loss_curve_steps"], 4, "{r}");
+    assert!(r["loss_curve_max_rel_diff"].as_f64().unwrap() < 1e-5, "{r}");
+    // The fused path dispatches fewer kernels per step.
+    assert!(
+        r["dispatches_per_step"].as_f64().unwrap()
+            < r["release1"]["dispatches_per_step"].as_f64().unwrap(),
+        "{r}"
+    );
+}
