@@ -3,7 +3,7 @@
 //! the entry point uses are checked against the ones given, so a kernel gets exactly the
 //! buffers it uses, in the layout wgpu derived from it.
 
-use super::{Gpu, Kernel, Tensor};
+use super::{Gpu, Kernel, KernelPath, Tensor};
 use anyhow::{Result, bail, ensure};
 use wgpu::util::DeviceExt;
 
@@ -13,6 +13,9 @@ pub struct Batch<'g> {
     pub gpu: &'g Gpu,
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
+    /// The kernel path of the ops recorded into this batch that read it (attention): the
+    /// device's [`Gpu::path`] when the batch starts, or [`Batch::set_path`]'s.
+    path: KernelPath,
 }
 
 impl Gpu {
@@ -22,11 +25,23 @@ impl Gpu {
             gpu: self,
             encoder: Some(self.device.create_command_encoder(&Default::default())),
             dispatches: 0,
+            path: self.path(),
         }
     }
 }
 
 impl Batch<'_> {
+    /// Which kernel path the ops recorded into this batch from now on take (for this batch
+    /// only: tests and benchmarks compare paths without touching the shared device's).
+    pub fn set_path(&mut self, path: KernelPath) {
+        self.path = path;
+    }
+
+    /// The kernel path of this batch (see [`Batch::set_path`]).
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+
     /// Records a dispatch of `invocations` total invocations (rounded up to whole workgroups of
     /// the size the entry point declares) of kernel `k`, with `params` as its uniform block and
     /// `buffers` bound to the storage variables of those names. Checks the parameter struct's
