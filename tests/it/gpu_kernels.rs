@@ -409,7 +409,10 @@ fn attention_matches_reference() {
 
 #[test]
 fn attention_backward_matches_finite_differences() {
-    for (i, s) in [shape(2, 5, 6, 2), shape(1, 19, 9, 3)].into_iter().enumerate() {
+    for (i, s) in [shape(2, 5, 6, 2), shape(1, 19, 9, 3)]
+        .into_iter()
+        .enumerate()
+    {
         let mut rng = Rng::new(51 + i as u64);
         let qkv = rng.vec(s.b * s.t * 3 * s.c, 1.0);
         let g = rng.vec(s.b * s.t * s.c, 1.0);
@@ -419,7 +422,12 @@ fn attention_backward_matches_finite_differences() {
         assert!(rel_err64(&r::attention_bwd(&g64, &f64s(&qkv), &rp, s), &fd) < 1e-6);
         for path in PATHS {
             let (_, _, dqkv) = attn_gpu(path, s, &qkv, &g);
-            assert_close(&format!("attention {path:?} {s:?} dqkv vs fd"), &dqkv, &fd, FD_TOL);
+            assert_close(
+                &format!("attention {path:?} {s:?} dqkv vs fd"),
+                &dqkv,
+                &fd,
+                FD_TOL,
+            );
         }
     }
 }
