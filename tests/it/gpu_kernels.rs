@@ -453,6 +453,39 @@ fn attention_paths_agree() {
     }
 }
 
+#[test]
+fn attention_paths_dispatch_their_kernels() {
+    // A device of its own: the shared one records the other tests' dispatches too.
+    let g = pai::gpu::Gpu::new(None).unwrap();
+    let s = shape(1, 5, 4, 2);
+    let qkv = g.zeros(&[s.b, s.t, 3 * s.c]).unwrap();
+    let out = g.zeros(&[s.b, s.t, s.c]).unwrap();
+    let p = g.zeros(&[s.b, s.nh, s.t, s.t]).unwrap();
+    let ds = g.zeros(&[s.b, s.nh, s.t, s.t]).unwrap();
+    let dqkv = g.zeros(&[s.b, s.t, 3 * s.c]).unwrap();
+    let kernels = |set: Option<KernelPath>| {
+        let mut b = g.batch();
+        if let Some(path) = set {
+            b.set_path(path);
+        }
+        k::attention(&mut b, s, &qkv, &out, &p).unwrap();
+        k::attention_bwd(&mut b, s, &out, &qkv, &p, &ds, &dqkv).unwrap();
+        b.run().unwrap();
+        g.take_dispatched()
+            .into_iter()
+            .map(|n| n.split("::").next().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let tiled = ["attention_tile".to_string()].into();
+    let per_row = ["attention".to_string()].into();
+    assert_eq!(kernels(None), tiled, "the default path");
+    assert_eq!(kernels(Some(KernelPath::Release1)), per_row);
+    // A batch takes the device's path when it starts.
+    g.set_path(KernelPath::Release1);
+    assert_eq!(kernels(None), per_row);
+    assert_eq!(kernels(Some(KernelPath::Fused)), tiled);
+}
+
 // ---------------------------------------------------------------- gelu, residual
 
 #[test]
