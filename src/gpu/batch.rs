@@ -11,11 +11,10 @@ use wgpu::util::DeviceExt;
 /// [`Batch::run`]. A batch dropped without submitting is discarded.
 pub struct Batch<'g> {
     pub gpu: &'g Gpu,
-    /// The generation of kernels this batch's ops dispatch (the device's default unless the
-    /// caller sets it: tests and benchmarks run both paths on one shared device).
-    pub path: KernelPath,
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
+    /// The generation of kernels the ops recorded into this batch dispatch: the device's [`Gpu::path`] when the batch starts, or [`Batch::set_path`]'s.
+    path: KernelPath,
 }
 
 impl Gpu {
@@ -23,14 +22,25 @@ impl Gpu {
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             gpu: self,
-            path: self.path(),
             encoder: Some(self.device.create_command_encoder(&Default::default())),
             dispatches: 0,
+            path: self.path(),
         }
     }
 }
 
 impl Batch<'_> {
+    /// Which kernel path the ops recorded into this batch from now on take (for this batch
+    /// only: tests and benchmarks compare paths without touching the shared device's).
+    pub fn set_path(&mut self, path: KernelPath) {
+        self.path = path;
+    }
+
+    /// The kernel path of this batch (see [`Batch::set_path`]).
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+
     /// Records a dispatch of `invocations` total invocations (rounded up to whole workgroups of
     /// the size the entry point declares) of kernel `k`, with `params` as its uniform block and
     /// `buffers` bound to the storage variables of those names. Checks the parameter struct's

@@ -4,7 +4,7 @@
 
 use crate::gpu_util::*;
 use pai::gpu::reference::{self as r, AdamW, AttnShape};
-use pai::gpu::{Tensor, reference::to_f64};
+use pai::gpu::{KernelPath, Tensor, reference::to_f64};
 
 /// The GPU functions of every op.
 mod k {
@@ -346,79 +346,144 @@ fn layernorm_backward_matches_finite_differences() {
 
 // ---------------------------------------------------------------- attention
 
-fn attn_gpu(s: AttnShape, qkv: &[f32], dout: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+/// Both attention kernel paths: the tiled products (the default) and the first release's
+/// per-row kernels. Each test picks the path on its own batch ([`pai::gpu::Batch::set_path`]),
+/// never on the shared device, so tests running in parallel cannot see each other's choice.
+const PATHS: [KernelPath; 2] = [KernelPath::Fused, KernelPath::Release1];
+
+fn attn_gpu(
+    path: KernelPath,
+    s: AttnShape,
+    qkv: &[f32],
+    dout: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (qt, dt) = (up(qkv, &[s.b, s.t, 3 * s.c]), up(dout, &[s.b, s.t, s.c]));
     let out = poisoned(&[s.b, s.t, s.c]);
     let p = poisoned(&[s.b, s.nh, s.t, s.t]);
     let ds = poisoned(&[s.b, s.nh, s.t, s.t]);
     let dqkv = poisoned(&[s.b, s.t, 3 * s.c]);
     run(|b| {
+        b.set_path(path);
         k::attention(b, s, &qt, &out, &p)?;
         k::attention_bwd(b, s, &dt, &qt, &p, &ds, &dqkv)
     });
     (read(&out), read(&p), read(&dqkv))
 }
 
+fn shape(b: usize, t: usize, c: usize, nh: usize) -> AttnShape {
+    AttnShape { b, t, c, nh }
+}
+
 #[test]
 fn attention_matches_reference() {
+    // Odd sizes around the 16x8 tiles of the tiled path (T not a multiple of 16 or 8, hs not a
+    // multiple of 8 or 4, hs = 1, NH = 1, B = 1), the training shape and a larger one.
     let shapes = [
-        AttnShape {
-            b: 1,
-            t: 1,
-            c: 1,
-            nh: 1,
-        },
-        AttnShape {
-            b: 2,
-            t: 7,
-            c: 6,
-            nh: 3,
-        },
-        AttnShape {
-            b: 1,
-            t: 13,
-            c: 10,
-            nh: 2,
-        },
-        AttnShape {
-            b: 1,
-            t: 128,
-            c: 128,
-            nh: 4,
-        },
+        shape(1, 1, 1, 1),
+        shape(2, 7, 6, 3),
+        shape(1, 13, 10, 2),
+        shape(1, 17, 5, 1),
+        shape(3, 9, 12, 4),
+        shape(2, 31, 14, 1),
+        shape(1, 33, 36, 3),
+        shape(2, 40, 24, 2),
+        shape(1, 128, 128, 4),
+        shape(2, 200, 96, 2),
     ];
     for (i, &s) in shapes.iter().enumerate() {
         let mut rng = Rng::new(40 + i as u64);
         let qkv = rng.vec(s.b * s.t * 3 * s.c, 1.0);
         let dout = rng.vec(s.b * s.t * s.c, 1.0);
-        let (out, p, dqkv) = attn_gpu(s, &qkv, &dout);
         let (rout, rp) = r::attention_fwd(&f64s(&qkv), s);
         let rd = r::attention_bwd(&f64s(&dout), &f64s(&qkv), &rp, s);
-        let what = format!("attention {s:?}");
-        assert_close(&what, &out, &rout, TOL);
-        assert_close(&format!("{what} P"), &p, &rp, TOL);
-        // t = 1 makes dQ and dK exactly zero (softmax over one key); compare absolutely there.
-        assert_close(&format!("{what} dqkv"), &dqkv, &rd, TOL);
+        for path in PATHS {
+            let (out, p, dqkv) = attn_gpu(path, s, &qkv, &dout);
+            let what = format!("attention {path:?} {s:?}");
+            assert_close(&what, &out, &rout, TOL);
+            assert_close(&format!("{what} P"), &p, &rp, TOL);
+            // t = 1 makes dQ and dK exactly zero (softmax over one key); compare absolutely there.
+            assert_close(&format!("{what} dqkv"), &dqkv, &rd, TOL);
+        }
     }
 }
 
 #[test]
 fn attention_backward_matches_finite_differences() {
-    let s = AttnShape {
-        b: 2,
-        t: 5,
-        c: 6,
-        nh: 2,
+    for (i, s) in [shape(2, 5, 6, 2), shape(1, 19, 9, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(51 + i as u64);
+        let qkv = rng.vec(s.b * s.t * 3 * s.c, 1.0);
+        let g = rng.vec(s.b * s.t * s.c, 1.0);
+        let g64 = f64s(&g);
+        let fd = fd_grad(|v| dot(&r::attention_fwd(v, s).0, &g64), &f64s(&qkv), 1e-5);
+        let (_, rp) = r::attention_fwd(&f64s(&qkv), s);
+        assert!(rel_err64(&r::attention_bwd(&g64, &f64s(&qkv), &rp, s), &fd) < 1e-6);
+        for path in PATHS {
+            let (_, _, dqkv) = attn_gpu(path, s, &qkv, &g);
+            assert_close(
+                &format!("attention {path:?} {s:?} dqkv vs fd"),
+                &dqkv,
+                &fd,
+                FD_TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn attention_paths_agree() {
+    // The two paths sum in different orders: close, not equal bits.
+    let s = shape(2, 50, 40, 5);
+    let mut rng = Rng::new(57);
+    let qkv = rng.vec(s.b * s.t * 3 * s.c, 2.0);
+    let dout = rng.vec(s.b * s.t * s.c, 1.0);
+    let (o1, p1, d1) = attn_gpu(KernelPath::Fused, s, &qkv, &dout);
+    let (o0, p0, d0) = attn_gpu(KernelPath::Release1, s, &qkv, &dout);
+    assert_close("out", &o1, &f64s(&o0), TOL);
+    assert_close("P", &p1, &f64s(&p0), TOL);
+    assert_close("dqkv", &d1, &f64s(&d0), TOL);
+    // Above the diagonal P is exactly zero on both paths.
+    for (i, (a, b)) in p1.iter().zip(&p0).enumerate() {
+        let (t, t2) = ((i / s.t) % s.t, i % s.t);
+        if t2 > t {
+            assert!(*a == 0.0 && *b == 0.0, "P[{i}] above the diagonal");
+        }
+    }
+}
+
+#[test]
+fn attention_paths_dispatch_their_kernels() {
+    // A device of its own: the shared one records the other tests' dispatches too.
+    let g = pai::gpu::Gpu::new(None).unwrap();
+    let s = shape(1, 5, 4, 2);
+    let qkv = g.zeros(&[s.b, s.t, 3 * s.c]).unwrap();
+    let out = g.zeros(&[s.b, s.t, s.c]).unwrap();
+    let p = g.zeros(&[s.b, s.nh, s.t, s.t]).unwrap();
+    let ds = g.zeros(&[s.b, s.nh, s.t, s.t]).unwrap();
+    let dqkv = g.zeros(&[s.b, s.t, 3 * s.c]).unwrap();
+    let kernels = |set: Option<KernelPath>| {
+        let mut b = g.batch();
+        if let Some(path) = set {
+            b.set_path(path);
+        }
+        k::attention(&mut b, s, &qkv, &out, &p).unwrap();
+        k::attention_bwd(&mut b, s, &out, &qkv, &p, &ds, &dqkv).unwrap();
+        b.run().unwrap();
+        g.take_dispatched()
+            .into_iter()
+            .map(|n| n.split("::").next().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
     };
-    let mut rng = Rng::new(51);
-    let qkv = rng.vec(s.b * s.t * 3 * s.c, 1.0);
-    let g = rng.vec(s.b * s.t * s.c, 1.0);
-    let g64 = f64s(&g);
-    let fd = fd_grad(|v| dot(&r::attention_fwd(v, s).0, &g64), &f64s(&qkv), 1e-5);
-    let (_, rp) = r::attention_fwd(&f64s(&qkv), s);
-    assert!(rel_err64(&r::attention_bwd(&g64, &f64s(&qkv), &rp, s), &fd) < 1e-6);
-    let (_, _, dqkv) = attn_gpu(s, &qkv, &g);
-    assert_close("attention dqkv vs fd", &dqkv, &fd, FD_TOL);
+    let tiled = ["attention_tile".to_string()].into();
+    let per_row = ["attention".to_string()].into();
+    assert_eq!(kernels(None), tiled, "the default path");
+    assert_eq!(kernels(Some(KernelPath::Release1)), per_row);
+    // A batch takes the device's path when it starts.
+    g.set_path(KernelPath::Release1);
+    assert_eq!(kernels(None), per_row);
+    assert_eq!(kernels(Some(KernelPath::Fused)), tiled);
 }
 
 // ---------------------------------------------------------------- gelu, residual
@@ -720,7 +785,7 @@ fn kernels_are_deterministic() {
     let (rows, c) = (s.b * s.t, s.c);
     let x = rng.vec(rows * c, 1.0);
     let w = rng.vec(3 * c * c, 0.3);
-    let once = || {
+    let once = |path: KernelPath| {
         let xt = up(&x, &[s.b, s.t, c]);
         let wt = up(&w, &[3 * c, c]);
         let qkv = poisoned(&[s.b, s.t, 3 * c]);
@@ -731,6 +796,7 @@ fn kernels_are_deterministic() {
         let dw = poisoned(&[3 * c, c]);
         let dx = poisoned(&[s.b, s.t, c]);
         run(|b| {
+            b.set_path(path);
             k::matmul(b, &xt, &wt, None, &qkv, false)?;
             k::attention(b, s, &qkv, &att, &p)?;
             k::attention_bwd(b, s, &att, &qkv, &p, &ds, &dqkv)?;
@@ -740,8 +806,10 @@ fn kernels_are_deterministic() {
         let bits = |t: &Tensor| read(t).iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
         (bits(&att), bits(&dqkv), bits(&dw), bits(&dx))
     };
-    let a = once();
-    let b = once();
-    assert!(a.0.iter().all(|&v| f32::from_bits(v).is_finite()));
-    assert_eq!(a, b, "same inputs must give the same bits");
+    for path in PATHS {
+        let a = once(path);
+        let b = once(path);
+        assert!(a.0.iter().all(|&v| f32::from_bits(v).is_finite()));
+        assert_eq!(a, b, "{path:?}: same inputs must give the same bits");
+    }
 }

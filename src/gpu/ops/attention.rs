@@ -1,9 +1,12 @@
-//! Causal multi-head self-attention with the softmax inside, forward and backward
-//! (`shaders/attention.wgsl`).
+//! Causal multi-head self-attention with the softmax inside, forward and backward. Two kernel
+//! sets compute the same thing: register-tiled products over the lower triangle with the
+//! softmax around them (`shaders/attention_tile.wgsl`, [`KernelPath::Fused`]) and the first
+//! release's per-row kernels (`shaders/attention.wgsl`, [`KernelPath::Release1`]); the batch's
+//! [`Batch::path`] chooses. The KV-cache decode kernel lives in `attention.wgsl`.
 
 use super::{distinct, f32t, numel, same, u};
 use crate::gpu::pipelines::kernel;
-use crate::gpu::{Batch, Kernel, Tensor};
+use crate::gpu::{Batch, Kernel, KernelPath, Tensor};
 use anyhow::{Result, ensure};
 
 /// Shape of an attention call: batch, context, channels, heads.
@@ -57,8 +60,77 @@ pub const ATTN_BWD_Q: Kernel = kernel!("attention", "attn_bwd_q", AttentionParam
 pub const ATTN_BWD_KV: Kernel = kernel!("attention", "attn_bwd_kv", AttentionParams);
 pub const ATTN_DECODE: Kernel = kernel!("attention", "attn_decode", AttentionParams);
 
+/// Rows and columns of the output block of one invocation of the tiled kernels (`TM`, `TN` in
+/// `shaders/attention_tile.wgsl`).
+const TILE_M: usize = 16;
+const TILE_N: usize = 8;
+
+/// The uniform block of the tiled kernels (`Params` in `shaders/attention_tile.wgsl`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttnTileParams {
+    pub b: u32,
+    pub t: u32,
+    pub c: u32,
+    pub nh: u32,
+    pub scale: f32,
+    pub hs: u32,
+    /// Row tiles: ceil(T / 16).
+    pub tm: u32,
+    /// Tiles of the lower triangle of one [T,T] block (see [`AttnTileParams::new`]).
+    pub ntri: u32,
+}
+
+impl AttnTileParams {
+    fn new(s: AttnShape) -> Self {
+        let tm = s.t.div_ceil(TILE_M);
+        Self {
+            b: u(s.b),
+            t: u(s.t),
+            c: u(s.c),
+            nh: u(s.nh),
+            scale: s.scale() as f32,
+            hs: u(s.hs()),
+            tm: u(tm),
+            ntri: u(Self::triangle_tiles(s.t)),
+        }
+    }
+
+    /// 16x8 tiles of a [T,T] block holding an entry t2 <= t: row tile r < last has 2r + 2
+    /// (rows 16r..16r+15 reach column 16r+15), the last one ceil(T/8).
+    fn triangle_tiles(t: usize) -> usize {
+        let tm = t.div_ceil(TILE_M);
+        tm.saturating_sub(1) * tm + t.div_ceil(TILE_N)
+    }
+
+    /// Invocations of a tiled [T, hs] per-head product: (row tile, b, h, column tile).
+    fn out_tiles(s: AttnShape) -> usize {
+        s.t.div_ceil(TILE_M) * s.b * s.nh * s.hs().div_ceil(TILE_N)
+    }
+}
+
+pub const ATTN_TILE_SCORES: Kernel = kernel!("attention_tile", "attn_tile_scores", AttnTileParams);
+pub const ATTN_TILE_SOFTMAX: Kernel =
+    kernel!("attention_tile", "attn_tile_softmax", AttnTileParams);
+pub const ATTN_TILE_PV: Kernel = kernel!("attention_tile", "attn_tile_pv", AttnTileParams);
+pub const ATTN_TILE_DP: Kernel = kernel!("attention_tile", "attn_tile_dp", AttnTileParams);
+pub const ATTN_TILE_DSOFTMAX: Kernel =
+    kernel!("attention_tile", "attn_tile_dsoftmax", AttnTileParams);
+pub const ATTN_TILE_DQKV: Kernel = kernel!("attention_tile", "attn_tile_dqkv", AttnTileParams);
+
 /// Every kernel this op can dispatch.
-pub const KERNELS: &[&Kernel] = &[&ATTN_FWD, &ATTN_BWD_Q, &ATTN_BWD_KV, &ATTN_DECODE];
+pub const KERNELS: &[&Kernel] = &[
+    &ATTN_FWD,
+    &ATTN_BWD_Q,
+    &ATTN_BWD_KV,
+    &ATTN_DECODE,
+    &ATTN_TILE_SCORES,
+    &ATTN_TILE_SOFTMAX,
+    &ATTN_TILE_PV,
+    &ATTN_TILE_DP,
+    &ATTN_TILE_DSOFTMAX,
+    &ATTN_TILE_DQKV,
+];
 
 /// Shape of a KV-cache call: a cache of `t` rows of qkv [T,3C] (C channels, NH heads) and `n`
 /// new positions starting at `pos`.
@@ -163,7 +235,7 @@ pub fn check_bwd(
 }
 
 /// Causal attention forward: qkv [B,T,3C] → out [B,T,C], probabilities P [B,NH,T,T] (saved for
-/// the backward pass).
+/// the backward pass; zeros above the diagonal).
 pub fn attention(
     b: &mut Batch,
     s: AttnShape,
@@ -173,6 +245,23 @@ pub fn attention(
 ) -> Result<()> {
     check(s, &qkv.shape, &out.shape, &p.shape)?;
     distinct(&[qkv, out, p], "attention")?;
+    if b.path() != KernelPath::Release1 {
+        let params = AttnTileParams::new(s);
+        let bh = s.b * s.nh;
+        b.dispatch(
+            &ATTN_TILE_SCORES,
+            &params,
+            &[("qkv", qkv), ("P", p)],
+            params.ntri as usize * bh,
+        )?;
+        b.dispatch(&ATTN_TILE_SOFTMAX, &params, &[("P", p)], bh * s.t)?;
+        return b.dispatch(
+            &ATTN_TILE_PV,
+            &params,
+            &[("qkv", qkv), ("out", out), ("P", p)],
+            AttnTileParams::out_tiles(s),
+        );
+    }
     b.dispatch(
         &ATTN_FWD,
         &AttentionParams::new(s),
@@ -195,6 +284,28 @@ pub fn attention_bwd(
     check_bwd(s, &dout.shape, &qkv.shape, &p.shape, &ds.shape, &dqkv.shape)?;
     distinct(&[dout, qkv, p, ds, dqkv], "attention_bwd")?;
     let n = s.b * s.nh * s.t;
+    if b.path() != KernelPath::Release1 {
+        let params = AttnTileParams::new(s);
+        b.dispatch(
+            &ATTN_TILE_DP,
+            &params,
+            &[("qkv", qkv), ("dout", dout), ("dS", ds)],
+            params.ntri as usize * s.b * s.nh,
+        )?;
+        b.dispatch(&ATTN_TILE_DSOFTMAX, &params, &[("P", p), ("dS", ds)], n)?;
+        return b.dispatch(
+            &ATTN_TILE_DQKV,
+            &params,
+            &[
+                ("qkv", qkv),
+                ("dout", dout),
+                ("out", dqkv),
+                ("P", p),
+                ("dS", ds),
+            ],
+            3 * AttnTileParams::out_tiles(s),
+        );
+    }
     let bufs = [
         ("qkv", qkv),
         ("dout", dout),

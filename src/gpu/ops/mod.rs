@@ -557,7 +557,7 @@ impl<'g> GpuOps<'g> {
         let (gpu, path) = (self.gpu, self.path);
         self.batch.get_or_insert_with(|| {
             let mut b = gpu.batch();
-            b.path = path;
+            b.set_path(path);
             b
         })
     }
