@@ -216,7 +216,7 @@ fn matmul_variant_choice_follows_adapter_path_and_strides() {
     g.set_path(pai::gpu::KernelPath::Fused);
     g.force_matmul(Some("mm_generic"));
     assert_eq!(choose(&g), ["mm_generic"; 5]);
-    if k::subgroups8(&g) {
+    if g.is_cpu() && k::subgroups8(&g) {
         g.force_matmul(Some("mm_sg_tn"));
         assert_eq!(
             k::gemm_variant(&g, dw.0, dw.1, (128, 512, 1024)).entry,
