@@ -215,7 +215,7 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         matmul.push(MatmulBench {
             shape: [m, n, kk],
             what: what.to_string(),
-            kernel: mm::nt_variant(gpu, kk).entry.to_string(),
+            kernel: mm::nt_variant(gpu, gpu.path(), kk).entry.to_string(),
             gflops: gf,
             cpu_gflops: cf,
             ratio: gf / cf,
@@ -234,7 +234,6 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         );
         let (dxt, dwt) = (gpu.zeros(&[m, kk])?, gpu.zeros(&[n, kk])?);
         let flop = 2.0 * (m * n * kk) as f64;
-        let kernel = mm::gemm_variant(gpu).entry.to_string();
         let s = time_gpu(gpu, budget, |b| mm::matmul_dx(b, &dyt, &wt, &dxt, false))?;
         let mut out = vec![0.0f32; m * kk];
         let cs = time_cpu(budget, || {
@@ -244,7 +243,9 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         matmul.push(MatmulBench {
             shape: [m, kk, n],
             what: format!("dx = dy·W, {what}"),
-            kernel: kernel.clone(),
+            kernel: mm::gemm_variant(gpu, gpu.path(), (n, 1), (kk, 1), (m, kk, n))
+                .entry
+                .to_string(),
             gflops: gf,
             cpu_gflops: cf,
             ratio: gf / cf,
@@ -258,7 +259,9 @@ pub fn run(gpu: &Gpu) -> Result<KernelBench> {
         matmul.push(MatmulBench {
             shape: [n, kk, m],
             what: format!("dW = dyᵀ·x, {what}"),
-            kernel,
+            kernel: mm::gemm_variant(gpu, gpu.path(), (1, n), (kk, 1), (n, kk, m))
+                .entry
+                .to_string(),
             gflops: gf,
             cpu_gflops: cf,
             ratio: gf / cf,

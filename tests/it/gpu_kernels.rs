@@ -92,6 +92,10 @@ fn every_matmul_variant_matches_reference() {
         let (xt, wt, bt) = (up(&x, &[m, kk]), up(&w, &[n, kk]), up(&bv, &[n]));
         let want = r::matmul_fwd(&f64s(&x), &f64s(&w), Some(&f64s(&bv)), m, n, kk);
         for v in k::NT_VARIANTS {
+            if !k::supported(gpu(), v) {
+                eprintln!("skipping {}: {}", v.entry, NO_SG8);
+                continue;
+            }
             let y = poisoned(&[m, n]);
             run(|b| k::matmul_with(b, v, &xt, &wt, Some(&bt), &y, false));
             assert_close(&format!("{} {m}x{n}x{kk}", v.entry), &read(&y), &want, TOL);
@@ -99,16 +103,24 @@ fn every_matmul_variant_matches_reference() {
     }
 }
 
+/// Why a subgroup kernel is skipped.
+const NO_SG8: &str = "the adapter has no 8-lane subgroups (lavapipe has them)";
+
 #[test]
 fn every_gemm_variant_matches_reference() {
-    // The backward products through each strided kernel, at sizes that are not multiples of
-    // any tile (16x8, 4x4) and with accumulation into a non-zero output.
+    // The forward and backward products through each strided kernel, at sizes that are not
+    // multiples of any tile (32x32, 16x8, 4x4) and with accumulation into a non-zero output.
+    // The vec4 kernels take only some strides (`accepts`): the last sizes are multiples of 4
+    // where they need it (K odd for the dW one), so each runs on at least one product.
+    let mut ran = vec![0; k::GEMM_VARIANTS.len()];
     for (i, &(m, n, kk)) in [
         (1, 1, 1),
         (7, 13, 5),
         (17, 9, 33),
         (33, 130, 20),
         (16, 8, 3),
+        (37, 20, 44),
+        (65, 40, 12),
     ]
     .iter()
     .enumerate()
@@ -122,52 +134,98 @@ fn every_gemm_variant_matches_reference() {
         let dw0 = rng.vec(n * kk, 1.0);
         let (xt, wt, dyt) = (up(&x, &[m, kk]), up(&w, &[n, kk]), up(&dy, &[m, n]));
         let (rdx, rdw, _) = r::matmul_bwd(&f64s(&dy), &f64s(&x), &f64s(&w), m, n, kk);
+        let ry = r::matmul_fwd(&f64s(&x), &f64s(&w), None, m, n, kk);
         let want_acc: Vec<f64> = rdw.iter().zip(&dw0).map(|(a, b)| a + *b as f64).collect();
-        for v in k::GEMM_VARIANTS {
-            let (dx, dw, dwa) = (poisoned(&[m, kk]), poisoned(&[n, kk]), up(&dw0, &[n, kk]));
-            run(|b| {
-                k::gemm_with(
-                    b,
-                    v,
-                    &dyt,
-                    (n, 1),
-                    &wt,
-                    (kk, 1),
-                    (m, kk, n),
-                    None,
-                    &dx,
-                    false,
-                )?;
-                k::gemm_with(
-                    b,
-                    v,
-                    &dyt,
-                    (1, n),
-                    &xt,
-                    (kk, 1),
-                    (n, kk, m),
-                    None,
-                    &dw,
-                    false,
-                )?;
-                k::gemm_with(
-                    b,
-                    v,
-                    &dyt,
-                    (1, n),
-                    &xt,
-                    (kk, 1),
-                    (n, kk, m),
-                    None,
-                    &dwa,
-                    true,
-                )
-            });
-            let what = format!("{} {m}x{n}x{kk}", v.entry);
-            assert_close(&format!("{what} dx"), &read(&dx), &rdx, TOL);
-            assert_close(&format!("{what} dw"), &read(&dw), &rdw, TOL);
-            assert_close(&format!("{what} dw acc"), &read(&dwa), &want_acc, TOL);
+        // (what, A, A strides, B, B strides, [M, N, K], want)
+        let products = [
+            ("y", &xt, (kk, 1), &wt, (1, kk), (m, n, kk), &ry),
+            ("dx", &dyt, (n, 1), &wt, (kk, 1), (m, kk, n), &rdx),
+            ("dw", &dyt, (1, n), &xt, (kk, 1), (n, kk, m), &rdw),
+        ];
+        for (vi, v) in k::GEMM_VARIANTS.iter().enumerate() {
+            if !k::supported(gpu(), v) {
+                eprintln!("skipping {}: {}", v.entry, NO_SG8);
+                continue;
+            }
+            for &(what, a, a_st, bm, b_st, mnk, want) in &products {
+                if !k::accepts(v, a_st, b_st, mnk) {
+                    continue;
+                }
+                ran[vi] += 1;
+                let c = poisoned(&[mnk.0, mnk.1]);
+                run(|b| k::gemm_with(b, v, a, a_st, bm, b_st, mnk, None, &c, false));
+                let label = format!("{} {what} {m}x{n}x{kk}", v.entry);
+                assert_close(&label, &read(&c), want, TOL);
+                if what == "dw" {
+                    let dwa = up(&dw0, &[n, kk]);
+                    run(|b| k::gemm_with(b, v, a, a_st, bm, b_st, mnk, None, &dwa, true));
+                    assert_close(&format!("{label} acc"), &read(&dwa), &want_acc, TOL);
+                }
+            }
         }
+    }
+    for (v, n) in k::GEMM_VARIANTS.iter().zip(&ran) {
+        assert!(
+            *n > 0 || !k::supported(gpu(), v),
+            "{} ran on no product",
+            v.entry
+        );
+    }
+}
+
+#[test]
+fn matmul_variant_choice_follows_adapter_path_and_strides() {
+    // A device of its own: the path is switched here, and the shared one serves other tests.
+    let g = pai::gpu::Gpu::new(None).unwrap();
+    let (dx, dw) = (((128, 1), (512, 1)), ((1, 128), (512, 1)));
+    let choose = |g: &pai::gpu::Gpu| {
+        [
+            k::nt_variant(g, g.path(), 128).entry,
+            k::nt_variant(g, g.path(), 127).entry,
+            k::gemm_variant(g, g.path(), dx.0, dx.1, (1024, 512, 128)).entry,
+            k::gemm_variant(g, g.path(), dw.0, dw.1, (128, 512, 1024)).entry,
+            k::gemm_variant(g, g.path(), (129, 1), (512, 1), (1024, 512, 129)).entry,
+        ]
+    };
+    let release1 = if g.is_cpu() {
+        ["mm_tile16x8"; 5]
+    } else {
+        [
+            "mm_nt_vec4",
+            "mm_generic",
+            "mm_generic",
+            "mm_generic",
+            "mm_generic",
+        ]
+    };
+    if g.is_cpu() && k::subgroups8(&g) {
+        assert_eq!(
+            choose(&g),
+            ["mm_sg_nt", "mm_sg", "mm_sg_nn", "mm_sg_tn", "mm_sg"]
+        );
+    } else {
+        eprintln!(
+            "{}: {NO_SG8}; the fused path keeps the first release's choice",
+            g.info.name
+        );
+        assert_eq!(choose(&g), release1);
+    }
+    g.set_path(pai::gpu::KernelPath::Release1);
+    assert_eq!(choose(&g), release1, "the first release's variants");
+    // A forced variant wins where it takes the strides, and only there.
+    g.set_path(pai::gpu::KernelPath::Fused);
+    g.force_matmul(Some("mm_generic"));
+    assert_eq!(choose(&g), ["mm_generic"; 5]);
+    if g.is_cpu() && k::subgroups8(&g) {
+        g.force_matmul(Some("mm_sg_tn"));
+        assert_eq!(
+            k::gemm_variant(&g, g.path(), dw.0, dw.1, (128, 512, 1024)).entry,
+            "mm_sg_tn"
+        );
+        assert_eq!(
+            k::gemm_variant(&g, g.path(), dx.0, dx.1, (1024, 512, 128)).entry,
+            "mm_sg_nn"
+        );
     }
 }
 
@@ -234,6 +292,44 @@ fn matmul_backward_matches_finite_differences() {
     assert_close("matmul dx vs fd", &read(&dx), &fdx, FD_TOL);
     assert_close("matmul dw vs fd", &read(&dw), &fdw, FD_TOL);
     assert_close("matmul db vs fd", &read(&db), &fdb, FD_TOL);
+}
+
+#[test]
+fn every_gemm_variant_matches_finite_differences() {
+    // dx and dW through each strided kernel that takes their strides: K = 5 for all of them,
+    // K = 8 (multiples of 4) for the vec4 ones too.
+    for (m, n, kk) in [(3, 4, 5), (3, 4, 8)] {
+        let mut rng = Rng::new(12 + kk as u64);
+        let (x, w, g) = (
+            rng.vec(m * kk, 1.0),
+            rng.vec(n * kk, 1.0),
+            rng.vec(m * n, 1.0),
+        );
+        let (x64, w64, g64) = (f64s(&x), f64s(&w), f64s(&g));
+        let loss = |x: &[f64], w: &[f64]| dot(&r::matmul_fwd(x, w, None, m, n, kk), &g64);
+        let fdx = fd_grad(|v| loss(v, &w64), &x64, 1e-5);
+        let fdw = fd_grad(|v| loss(&x64, v), &w64, 1e-5);
+        let (xt, wt, gt) = (up(&x, &[m, kk]), up(&w, &[n, kk]), up(&g, &[m, n]));
+        // (what, A, A strides, B, B strides, [M, N, K], finite differences)
+        let products = [
+            ("dx", &gt, (n, 1), &wt, (kk, 1), (m, kk, n), &fdx),
+            ("dw", &gt, (1, n), &xt, (kk, 1), (n, kk, m), &fdw),
+        ];
+        for v in k::GEMM_VARIANTS {
+            if !k::supported(gpu(), v) {
+                eprintln!("skipping {}: {}", v.entry, NO_SG8);
+                continue;
+            }
+            for &(what, a, a_st, bm, b_st, mnk, fd) in &products {
+                if k::accepts(v, a_st, b_st, mnk) {
+                    let c = poisoned(&[mnk.0, mnk.1]);
+                    run(|b| k::gemm_with(b, v, a, a_st, bm, b_st, mnk, None, &c, false));
+                    let label = format!("{} {what} {m}x{n}x{kk} vs fd", v.entry);
+                    assert_close(&label, &read(&c), fd, FD_TOL);
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- layernorm

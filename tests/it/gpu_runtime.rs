@@ -289,7 +289,7 @@ fn the_device_reports_the_kernels_dispatched() {
     let want: std::collections::BTreeSet<String> = [
         "crossentropy::xent".to_string(),
         "matmul::colsum".to_string(),
-        ops::matmul::nt_variant(&g, 3).name(),
+        ops::matmul::nt_variant(&g, g.path(), 3).name(),
     ]
     .into();
     assert_eq!(g.take_dispatched(), want);

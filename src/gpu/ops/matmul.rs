@@ -1,12 +1,13 @@
 //! Matrix products: the linear forward y = x·Wᵀ (+ b) and its backward products dx = dy·W,
 //! dW = dyᵀ·x, and the bias gradient (column sums). Several kernel variants compute the same
-//! products (`shaders/matmul.wgsl`, `matmul_vec4.wgsl`, `matmul_tile.wgsl`, sharing
-//! `matmul_common.wgsl`); [`nt_variant`] and [`gemm_variant`] choose one per adapter and shape.
+//! products (`shaders/matmul.wgsl`, `matmul_vec4.wgsl`, `matmul_tile.wgsl`, `matmul_sg.wgsl`,
+//! `matmul_sg4.wgsl`, sharing `matmul_common.wgsl`); [`nt_variant`] and [`gemm_variant`] choose
+//! one per adapter, kernel path, strides and shape.
 //! "acc" means the kernel adds into its output instead of overwriting it.
 
 use super::{distinct, f32t, numel, rows_cols, u};
 use crate::gpu::pipelines::kernel;
-use crate::gpu::{Batch, Gpu, Kernel, Tensor};
+use crate::gpu::{Batch, Gpu, Kernel, KernelPath, Tensor};
 use anyhow::{Result, ensure};
 
 /// The uniform block of every product kernel (`Params` in `shaders/matmul_common.wgsl`).
@@ -59,6 +60,10 @@ pub const COLSUM: Kernel = kernel!("matmul", "colsum", MatmulParams);
 pub const MM_NT_VEC4: Kernel = kernel!("matmul_vec4", "mm_nt_vec4", MatmulParams);
 pub const MM_NT_ROWS8: Kernel = kernel!("matmul_vec4", "mm_nt_rows8", MatmulParams);
 pub const MM_TILE16X8: Kernel = kernel!("matmul_tile", "mm_tile16x8", MatmulParams);
+pub const MM_SG: Kernel = kernel!("matmul_sg", "mm_sg", MatmulParams);
+pub const MM_SG_NT: Kernel = kernel!("matmul_sg4", "mm_sg_nt", MatmulParams);
+pub const MM_SG_NN: Kernel = kernel!("matmul_sg4", "mm_sg_nn", MatmulParams);
+pub const MM_SG_TN: Kernel = kernel!("matmul_sg4", "mm_sg_tn", MatmulParams);
 
 /// Every kernel this op can dispatch.
 pub const KERNELS: &[&Kernel] = &[
@@ -67,32 +72,105 @@ pub const KERNELS: &[&Kernel] = &[
     &MM_NT_VEC4,
     &MM_NT_ROWS8,
     &MM_TILE16X8,
+    &MM_SG,
+    &MM_SG_NT,
+    &MM_SG_NN,
+    &MM_SG_TN,
 ];
 
 /// The `y = x·Wᵀ` kernels (any of them is correct for any shape they accept; the `mm_nt_*`
-/// ones need K % 4 == 0).
-pub const NT_VARIANTS: [&Kernel; 4] = [&MM_GENERIC, &MM_NT_VEC4, &MM_NT_ROWS8, &MM_TILE16X8];
+/// ones and `mm_sg_nt` need K % 4 == 0; the `mm_sg*` ones need [`subgroups8`]).
+pub const NT_VARIANTS: [&Kernel; 6] = [
+    &MM_GENERIC,
+    &MM_NT_VEC4,
+    &MM_NT_ROWS8,
+    &MM_TILE16X8,
+    &MM_SG,
+    &MM_SG_NT,
+];
 
-/// The strided-product kernels behind [`gemm`] (and so `matmul_dx`, `matmul_dw`): both take
-/// any strides and any shape.
-pub const GEMM_VARIANTS: [&Kernel; 2] = [&MM_GENERIC, &MM_TILE16X8];
+/// The strided-product kernels behind [`gemm`] (and so `matmul_dx`, `matmul_dw`): the first
+/// three take any strides and shape; the vec4 `mm_sg_*` ones take the strides [`accepts`]
+/// says; the `mm_sg*` ones need [`subgroups8`].
+pub const GEMM_VARIANTS: [&Kernel; 6] = [
+    &MM_GENERIC,
+    &MM_TILE16X8,
+    &MM_SG,
+    &MM_SG_NT,
+    &MM_SG_NN,
+    &MM_SG_TN,
+];
+
+/// The `mm_sg*` kernels: one 32×32 tile per 8-lane subgroup.
+const SG_KERNELS: [&Kernel; 4] = [&MM_SG, &MM_SG_NT, &MM_SG_NN, &MM_SG_TN];
 
 fn needs_k4(v: &Kernel) -> bool {
-    v.entry == MM_NT_VEC4.entry || v.entry == MM_NT_ROWS8.entry
+    v.entry == MM_NT_VEC4.entry || v.entry == MM_NT_ROWS8.entry || v.entry == MM_SG_NT.entry
 }
 
-/// The variant [`Gpu::force_matmul`] names, if it is one of `variants`.
+fn is_sg(v: &Kernel) -> bool {
+    SG_KERNELS.iter().any(|s| s.entry == v.entry)
+}
+
+/// True when the device has subgroup operations with exactly 8 lanes (lavapipe on AVX2 and
+/// AVX-512 hosts, whose vectors are 256 bits wide): what the `mm_sg*` kernels are written for.
+pub fn subgroups8(gpu: &Gpu) -> bool {
+    gpu.features.contains(wgpu::Features::SUBGROUP)
+        && gpu.info.subgroup_min_size == 8
+        && gpu.info.subgroup_max_size == 8
+}
+
+/// Whether `v` can run on this device at all (`mm_sg*` need [`subgroups8`]).
+pub fn supported(gpu: &Gpu, v: &Kernel) -> bool {
+    !is_sg(v) || subgroups8(gpu)
+}
+
+/// Whether strided-product kernel `v` computes C[M,N] = A(i,p)·B(p,j) with these strides
+/// (A(i,p) = a[i*a_rs + p*a_cs], B(p,j) = b[p*b_rs + j*b_cs]) and shape: the vec4 `mm_sg_*`
+/// kernels read A and B as vec4 along the axes their names say (`nt`: A and B contiguous along
+/// p, K % 4 == 0; `nn`: A along p, B along j; `tn`: A along i, B along j), so those strides are
+/// 1 and the others multiples of 4. The other kernels take any strides.
+pub fn accepts(
+    v: &Kernel,
+    (a_rs, a_cs): (usize, usize),
+    (b_rs, b_cs): (usize, usize),
+    (_, _, k): (usize, usize, usize),
+) -> bool {
+    let (k4, m4) = (k.is_multiple_of(4), |s: usize| s.is_multiple_of(4));
+    if v.entry == MM_SG_NT.entry {
+        a_cs == 1 && b_rs == 1 && k4 && m4(a_rs) && m4(b_cs)
+    } else if v.entry == MM_SG_NN.entry {
+        a_cs == 1 && b_cs == 1 && k4 && m4(a_rs) && m4(b_rs)
+    } else if v.entry == MM_SG_TN.entry {
+        a_rs == 1 && b_cs == 1 && m4(a_cs) && m4(b_rs)
+    } else {
+        true
+    }
+}
+
+/// The variant [`Gpu::force_matmul`] names, if it is one of `variants` and runs on this device.
 fn forced(gpu: &Gpu, variants: &[&'static Kernel]) -> Option<&'static Kernel> {
     let name = gpu.forced_matmul()?;
-    variants.iter().copied().find(|v| v.entry == name)
+    variants
+        .iter()
+        .copied()
+        .find(|v| v.entry == name && supported(gpu, v))
 }
 
-/// Which matmul variant `y = x·Wᵀ` uses, chosen at run time from the adapter and K:
-/// CPU adapters (lavapipe/llvmpipe) take the 16×8 register tile `mm_tile16x8` for every shape
-/// (~2–4× `mm_nt_rows8` there); GPUs take the 4×4 vec4 kernel `mm_nt_vec4` when K % 4 == 0 and
-/// the portable `mm_generic` otherwise. [`Gpu::force_matmul`] overrides the choice for
-/// experiments where the forced kernel accepts K.
-pub fn nt_variant(gpu: &Gpu, k: usize) -> &'static Kernel {
+/// True when the CPU-adapter choice is the subgroup family: the current kernel path on a device
+/// with 8-lane subgroups (`KernelPath::Release1` keeps `mm_tile16x8`).
+fn sg_path(gpu: &Gpu, path: KernelPath) -> bool {
+    path == KernelPath::Fused && subgroups8(gpu)
+}
+
+/// Which matmul variant `y = x·Wᵀ` uses, chosen at run time from the adapter, the kernel path
+/// and K. CPU adapters (lavapipe/llvmpipe): on [`KernelPath::Fused`] with 8-lane subgroups,
+/// `mm_sg_nt` when K % 4 == 0 and `mm_sg` otherwise (with [`gemm_variant`]'s choices, 2.8×
+/// `mm_tile16x8` over the products of a training step on lavapipe: `shaders/matmul_sg4.wgsl`);
+/// else the 16×8 register tile `mm_tile16x8` (~2–4× `mm_nt_rows8` there). GPUs take the 4×4 vec4 kernel `mm_nt_vec4` when K % 4 == 0 and the portable
+/// `mm_generic` otherwise. [`Gpu::force_matmul`] overrides the choice for experiments where the
+/// forced kernel accepts K and runs on the device.
+pub fn nt_variant(gpu: &Gpu, path: KernelPath, k: usize) -> &'static Kernel {
     let k4 = k.is_multiple_of(4) && k > 0;
     if let Some(v) = forced(gpu, &NT_VARIANTS)
         && (k4 || !needs_k4(v))
@@ -100,7 +178,13 @@ pub fn nt_variant(gpu: &Gpu, k: usize) -> &'static Kernel {
         return v;
     }
     if gpu.is_cpu() {
-        &MM_TILE16X8
+        if !sg_path(gpu, path) {
+            &MM_TILE16X8
+        } else if k4 {
+            &MM_SG_NT
+        } else {
+            &MM_SG
+        }
     } else if k4 {
         &MM_NT_VEC4
     } else {
@@ -108,17 +192,32 @@ pub fn nt_variant(gpu: &Gpu, k: usize) -> &'static Kernel {
     }
 }
 
-/// Which kernel a strided product ([`gemm`]: the backward `dx = dy·W`, `dW = dyᵀ·x`) uses:
-/// `mm_tile16x8` on CPU adapters, `mm_generic` on GPUs (untuned there); [`Gpu::force_matmul`]
-/// overrides as for [`nt_variant`].
-pub fn gemm_variant(gpu: &Gpu) -> &'static Kernel {
-    if let Some(v) = forced(gpu, &GEMM_VARIANTS) {
+/// Which kernel a strided product ([`gemm`]: the backward `dx = dy·W`, `dW = dyᵀ·x`) with these
+/// strides and shape uses. CPU adapters: on [`KernelPath::Fused`] with 8-lane subgroups, the
+/// first of `mm_sg_nt`, `mm_sg_nn`, `mm_sg_tn` that [`accepts`] the strides (dx takes `nn`, dW
+/// `tn` when the sizes are multiples of 4), else `mm_sg`; otherwise `mm_tile16x8`. GPUs:
+/// `mm_generic` (untuned there). [`Gpu::force_matmul`] overrides as for [`nt_variant`].
+pub fn gemm_variant(
+    gpu: &Gpu,
+    path: KernelPath,
+    a_strides: (usize, usize),
+    b_strides: (usize, usize),
+    mnk: (usize, usize, usize),
+) -> &'static Kernel {
+    if let Some(v) = forced(gpu, &GEMM_VARIANTS)
+        && accepts(v, a_strides, b_strides, mnk)
+    {
         return v;
     }
-    if gpu.is_cpu() {
+    if !gpu.is_cpu() {
+        &MM_GENERIC
+    } else if !sg_path(gpu, path) {
         &MM_TILE16X8
     } else {
-        &MM_GENERIC
+        [&MM_SG_NT, &MM_SG_NN, &MM_SG_TN]
+            .into_iter()
+            .find(|v| accepts(v, a_strides, b_strides, mnk))
+            .unwrap_or(&MM_SG)
     }
 }
 
@@ -208,7 +307,7 @@ pub fn matmul(
     acc: bool,
 ) -> Result<()> {
     let k = rows_cols(&x.shape).1;
-    matmul_with(b, nt_variant(b.gpu, k), x, w, bias, y, acc)
+    matmul_with(b, nt_variant(b.gpu, b.path(), k), x, w, bias, y, acc)
 }
 
 /// [`matmul`] with an explicit kernel variant (one of [`NT_VARIANTS`]; the vec4 ones need
@@ -300,11 +399,12 @@ pub fn gemm(
     c: &Tensor,
     acc: bool,
 ) -> Result<()> {
-    let kern = gemm_variant(b.gpu);
+    let kern = gemm_variant(b.gpu, b.path(), a_strides, b_strides, mnk);
     gemm_with(b, kern, a, a_strides, bm, b_strides, mnk, bias, c, acc)
 }
 
-/// [`gemm`] with an explicit kernel (one of [`GEMM_VARIANTS`]).
+/// [`gemm`] with an explicit kernel (one of [`GEMM_VARIANTS`], one that [`accepts`] these
+/// strides and is [`supported`] on the device).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_with(
     b: &mut Batch,
@@ -399,6 +499,17 @@ pub fn gemm_ep(
         "gemm: {} is not a strided-product kernel",
         kern.entry
     );
+    ensure!(
+        accepts(kern, a_strides, b_strides, (m, n, k)),
+        "gemm: {} does not take strides A {a_strides:?}, B {b_strides:?} with K = {k}",
+        kern.entry
+    );
+    ensure!(
+        supported(b.gpu, kern),
+        "gemm: {} needs subgroups of 8 lanes, which {} does not have",
+        kern.entry,
+        b.gpu.info.name
+    );
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -412,8 +523,11 @@ pub fn gemm_ep(
         b_cs: u(b_strides.1),
         flags: flags(bias.is_some(), acc) | ep.flag(),
     };
-    let blocks = if kern.entry == MM_TILE16X8.entry {
+    let invocations = if kern.entry == MM_TILE16X8.entry {
         m.div_ceil(16) * n.div_ceil(8)
+    } else if is_sg(kern) {
+        // One 32×32 tile per subgroup of 8 invocations.
+        m.div_ceil(32) * n.div_ceil(32) * 8
     } else {
         m.div_ceil(4) * n.div_ceil(4)
     };
@@ -429,7 +543,7 @@ pub fn gemm_ep(
             ("C", c),
             ("G", ep.g(c)),
         ],
-        blocks,
+        invocations,
     )
 }
 
@@ -465,7 +579,7 @@ pub fn matmul_gelu(
     distinct(&[x, y], "matmul_gelu")?;
     distinct(&[w, y], "matmul_gelu")?;
     let k = rows_cols(&x.shape).1;
-    let kern = nt_variant(b.gpu, k);
+    let kern = nt_variant(b.gpu, b.path(), k);
     matmul_ep(b, kern, x, w, Some(bias), pre, false, Epilogue::Gelu(y))
 }
 
@@ -485,7 +599,7 @@ pub fn matmul_dx_gelu(
         pre.shape,
         dx.shape
     );
-    let kern = gemm_variant(b.gpu);
+    let kern = gemm_variant(b.gpu, b.path(), (n, 1), (k, 1), (m, k, n));
     gemm_ep(
         b,
         kern,
@@ -684,5 +798,31 @@ pub mod reference {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vec4_subgroup_kernels_take_the_training_strides_and_only_aligned_ones() {
+        // y = x·Wᵀ, dx = dy·W, dW = dyᵀ·x of a [1024, 384, 128] layer, as gemm passes them.
+        let (m, n, k) = (1024, 384, 128);
+        let fwd = ((k, 1), (1, k), (m, n, k));
+        let dx = ((n, 1), (k, 1), (m, k, n));
+        let dw = ((1, n), (k, 1), (n, k, m));
+        let takes = |v: &Kernel| [fwd, dx, dw].map(|(a, b, s)| accepts(v, a, b, s)).to_vec();
+        assert_eq!(takes(&MM_SG_NT), [true, false, false]);
+        assert_eq!(takes(&MM_SG_NN), [false, true, false]);
+        assert_eq!(takes(&MM_SG_TN), [false, false, true]);
+        for v in [&MM_SG, &MM_TILE16X8, &MM_GENERIC] {
+            assert_eq!(takes(v), [true; 3], "{}", v.entry);
+        }
+        // Strides or K that are not multiples of 4 leave the scalar kernels.
+        assert!(!accepts(&MM_SG_NT, (130, 1), (1, 130), (8, 8, 130)));
+        assert!(!accepts(&MM_SG_NN, (8, 1), (6, 1), (8, 6, 8)));
+        assert!(!accepts(&MM_SG_TN, (1, 6), (8, 1), (6, 8, 9)));
+        assert!(accepts(&MM_SG_TN, (1, 8), (8, 1), (6, 8, 9)), "any K");
     }
 }
