@@ -1,0 +1,80 @@
+//! Fused softmax cross-entropy per row on the CPU, with or without the logits gradient: rows in
+//! parallel.
+
+use super::super::CpuTensor;
+use super::super::crossentropy::check;
+use super::{input, output, sum};
+use anyhow::{Result, ensure};
+use rayon::prelude::*;
+
+/// losses[R] = −log softmax(logits[R,V])[target]; with `dlogits`, (softmax − onehot)·grad_scale.
+pub fn crossentropy(
+    logits: &CpuTensor,
+    targets: &CpuTensor,
+    losses: &CpuTensor,
+    dlogits: Option<&CpuTensor>,
+    grad_scale: f32,
+) -> Result<()> {
+    let (rows, v) = check(
+        &logits.shape,
+        &targets.shape,
+        &losses.shape,
+        dlogits.map(|t| &t.shape[..]),
+    )?;
+    let tg = &targets.ids;
+    ensure!(
+        tg.len() == rows && tg.iter().all(|&t| (t as usize) < v),
+        "crossentropy: a target is outside the vocabulary of {v}"
+    );
+    let l = input(logits, "crossentropy logits")?;
+    let mut ls = output(losses, "crossentropy losses")?;
+    let (l, ls) = (&*l, &mut *ls);
+    if v == 0 {
+        return Ok(());
+    }
+    let max = |row: &[f32]| row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    match dlogits {
+        Some(d) => {
+            let mut dl = output(d, "crossentropy dlogits")?;
+            let dl = &mut *dl;
+            ls.par_iter_mut()
+                .zip(dl.par_chunks_mut(v))
+                .enumerate()
+                .for_each(|(r, (loss, drow))| {
+                    let row = &l[r * v..][..v];
+                    let tgt = tg[r] as usize;
+                    let mx = max(row);
+                    for (o, &x) in drow.iter_mut().zip(row) {
+                        *o = (x - mx).exp();
+                    }
+                    let s = sum(drow);
+                    *loss = s.ln() - (row[tgt] - mx);
+                    let inv = 1.0 / s;
+                    for o in drow.iter_mut() {
+                        *o = *o * inv * grad_scale;
+                    }
+                    drow[tgt] = ((row[tgt] - mx).exp() * inv - 1.0) * grad_scale;
+                });
+        }
+        None => {
+            ls.par_iter_mut().enumerate().for_each(|(r, loss)| {
+                let row = &l[r * v..][..v];
+                let mx = max(row);
+                let mut e = [0f32; 8];
+                let c = row.chunks_exact(8);
+                let tail = c.remainder();
+                for ch in c {
+                    for k in 0..8 {
+                        e[k] += (ch[k] - mx).exp();
+                    }
+                }
+                let mut s = sum(&e);
+                for &x in tail {
+                    s += (x - mx).exp();
+                }
+                *loss = s.ln() - (row[tg[r] as usize] - mx);
+            });
+        }
+    }
+    Ok(())
+}
