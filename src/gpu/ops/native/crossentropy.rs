@@ -3,6 +3,7 @@
 
 use super::super::CpuTensor;
 use super::super::crossentropy::check;
+use super::math::{exp, max, widest};
 use super::{input, output, sum};
 use anyhow::{Result, ensure};
 use rayon::prelude::*;
@@ -32,7 +33,6 @@ pub fn crossentropy(
     if v == 0 {
         return Ok(());
     }
-    let max = |row: &[f32]| row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     match dlogits {
         Some(d) => {
             let mut dl = output(d, "crossentropy dlogits")?;
@@ -41,40 +41,51 @@ pub fn crossentropy(
                 .zip(dl.par_chunks_mut(v))
                 .enumerate()
                 .for_each(|(r, (loss, drow))| {
-                    let row = &l[r * v..][..v];
-                    let tgt = tg[r] as usize;
-                    let mx = max(row);
-                    for (o, &x) in drow.iter_mut().zip(row) {
-                        *o = (x - mx).exp();
-                    }
-                    let s = sum(drow);
-                    *loss = s.ln() - (row[tgt] - mx);
-                    let inv = 1.0 / s;
-                    for o in drow.iter_mut() {
-                        *o = *o * inv * grad_scale;
-                    }
-                    drow[tgt] = ((row[tgt] - mx).exp() * inv - 1.0) * grad_scale;
+                    *loss = loss_grad(drow, &l[r * v..][..v], tg[r] as usize, grad_scale);
                 });
         }
         None => {
             ls.par_iter_mut().enumerate().for_each(|(r, loss)| {
-                let row = &l[r * v..][..v];
-                let mx = max(row);
-                let mut e = [0f32; 8];
-                let c = row.chunks_exact(8);
-                let tail = c.remainder();
-                for ch in c {
-                    for k in 0..8 {
-                        e[k] += (ch[k] - mx).exp();
-                    }
-                }
-                let mut s = sum(&e);
-                for &x in tail {
-                    s += (x - mx).exp();
-                }
-                *loss = s.ln() - (row[tg[r] as usize] - mx);
+                *loss = loss_only(&l[r * v..][..v], tg[r] as usize);
             });
         }
     }
     Ok(())
+}
+
+widest! {
+    /// One row's loss, and its gradient (softmax − onehot)·grad_scale into `drow`.
+    fn loss_grad(drow: &mut [f32], row: &[f32], tgt: usize, grad_scale: f32) -> f32 {
+        let mx = max(row);
+        for (o, &x) in drow.iter_mut().zip(row) {
+            *o = exp(x - mx);
+        }
+        let s = sum(drow);
+        let inv = 1.0 / s;
+        for o in drow.iter_mut() {
+            *o = *o * inv * grad_scale;
+        }
+        drow[tgt] = (exp(row[tgt] - mx) * inv - 1.0) * grad_scale;
+        s.ln() - (row[tgt] - mx)
+    }
+}
+
+widest! {
+    /// One row's loss.
+    fn loss_only(row: &[f32], tgt: usize) -> f32 {
+        let mx = max(row);
+        let mut e = [0f32; 8];
+        let c = row.chunks_exact(8);
+        let tail = c.remainder();
+        for ch in c {
+            for k in 0..8 {
+                e[k] += exp(ch[k] - mx);
+            }
+        }
+        let mut s = sum(&e);
+        for &x in tail {
+            s += exp(x - mx);
+        }
+        s.ln() - (row[tgt] - mx)
+    }
 }

@@ -1,8 +1,10 @@
 //! Elementwise ops on the CPU: tanh-GELU forward and backward, the residual add and its
-//! backward, in fixed chunks on rayon.
+//! backward, in fixed chunks on rayon. GELU is written through the logistic function
+//! (0.5·(1 + tanh u) = σ(2u)), which vectorizes.
 
 use super::super::CpuTensor;
 use super::super::elementwise::check;
+use super::math::{sigmoid, widest};
 use super::{CHUNK, input, output};
 use anyhow::Result;
 use rayon::prelude::*;
@@ -18,13 +20,16 @@ pub fn gelu(x: &CpuTensor, y: &CpuTensor) -> Result<()> {
     let (xd, yd) = (&*xd, &mut *yd);
     yd.par_chunks_mut(CHUNK)
         .zip(xd.par_chunks(CHUNK))
-        .for_each(|(ys, xs)| {
-            for (o, &v) in ys.iter_mut().zip(xs) {
-                let t = (GELU_S * (v + GELU_A * v * v * v)).tanh();
-                *o = 0.5 * v * (1.0 + t);
-            }
-        });
+        .for_each(|(ys, xs)| gelu_chunk(ys, xs));
     Ok(())
+}
+
+widest! {
+    fn gelu_chunk(ys: &mut [f32], xs: &[f32]) {
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            *o = v * sigmoid(2.0 * GELU_S * (v + GELU_A * v * v * v));
+        }
+    }
 }
 
 /// dx (+)= gelu'(x)·dy.
@@ -35,15 +40,19 @@ pub fn gelu_bwd(x: &CpuTensor, dy: &CpuTensor, dx: &CpuTensor, acc: bool) -> Res
     let (xd, dyd, dxd) = (&*xd, &*dyd, &mut *dxd);
     dxd.par_chunks_mut(CHUNK)
         .zip(xd.par_chunks(CHUNK).zip(dyd.par_chunks(CHUNK)))
-        .for_each(|(os, (xs, gs))| {
-            for ((o, &v), &g) in os.iter_mut().zip(xs).zip(gs) {
-                let t = (GELU_S * (v + GELU_A * v * v * v)).tanh();
-                let local = 0.5 * (1.0 + t)
-                    + 0.5 * v * (1.0 - t * t) * GELU_S * (1.0 + 3.0 * GELU_A * v * v);
-                *o = if acc { *o + local * g } else { local * g };
-            }
-        });
+        .for_each(|(os, (xs, gs))| gelu_bwd_chunk(os, xs, gs, acc));
     Ok(())
+}
+
+widest! {
+    fn gelu_bwd_chunk(os: &mut [f32], xs: &[f32], gs: &[f32], acc: bool) {
+        for ((o, &v), &g) in os.iter_mut().zip(xs).zip(gs) {
+            // s = 0.5·(1 + t), so 0.5·(1 − t²) = 2·s·(1 − s).
+            let s = sigmoid(2.0 * GELU_S * (v + GELU_A * v * v * v));
+            let local = s + 2.0 * v * s * (1.0 - s) * GELU_S * (1.0 + 3.0 * GELU_A * v * v);
+            *o = if acc { *o + local * g } else { local * g };
+        }
+    }
 }
 
 /// y = a + b.

@@ -1,17 +1,17 @@
 //! LayerNorm over the last dimension on the CPU (biased variance), forward and backward: rows
-//! in parallel; the weight and bias gradients are column sums over the rows in order, columns
-//! in parallel.
+//! in parallel; the weight and bias gradients are summed per fixed block of rows (f64), the
+//! blocks then added in order.
 
 use super::super::CpuTensor;
 use super::super::layernorm::{check, check_bwd};
+use super::math::widest;
 use super::{dot, input, output, sum};
 use anyhow::Result;
 use rayon::prelude::*;
 
-/// Rows per task.
+/// Rows per task (a fixed chunking: the weight and bias gradients add the tasks' sums in
+/// task order).
 const ROWS: usize = 16;
-/// Columns per task of the weight and bias gradients.
-const COLS: usize = 32;
 
 /// LayerNorm forward: y, mean [rows], rstd [rows].
 pub fn layernorm(
@@ -119,54 +119,84 @@ pub fn layernorm_bwd(
     if cols == 0 {
         return Ok(());
     }
+    // dx row by row; each task also sums its rows' n·dy and dy (f64) into its own slot, and
+    // the slots are added in task order: a fixed order for any number of threads.
+    let tasks = rows.div_ceil(ROWS);
+    let mut part = vec![0f64; tasks * 2 * cols];
     dxd.par_chunks_mut(ROWS * cols)
+        .zip(part.par_chunks_mut(2 * cols))
         .enumerate()
-        .for_each(|(ci, dxs)| {
-            let mut n = vec![0f32; cols];
-            let mut dn = vec![0f32; cols];
-            for (i, dxr) in dxs.chunks_mut(cols).enumerate() {
-                let r = ci * ROWS + i;
-                let (o, m, s) = (r * cols, md[r], rd[r]);
-                for c in 0..cols {
-                    n[c] = (xd[o + c] - m) * s;
-                    dn[c] = wd[c] * dyd[o + c];
-                }
-                let mdn = sum(&dn) / cols as f32;
-                let mdnn = dot(&dn, &n) / cols as f32;
-                for c in 0..cols {
-                    let v = (dn[c] - mdn - n[c] * mdnn) * s;
-                    dxr[c] = if acc_dx { dxr[c] + v } else { v };
-                }
-            }
+        .for_each(|(ci, (dxs, pw))| {
+            let r0 = ci * ROWS;
+            let span = r0 * cols..r0 * cols + dxs.len();
+            let (xs, dys) = (&xd[span.clone()], &dyd[span]);
+            let n = dxs.len() / cols;
+            bwd_rows(
+                dxs,
+                xs,
+                dys,
+                wd,
+                &md[r0..r0 + n],
+                &rd[r0..r0 + n],
+                acc_dx,
+                pw,
+            );
         });
-    dwd.par_chunks_mut(COLS)
-        .zip(dbd.par_chunks_mut(COLS))
-        .enumerate()
-        .for_each(|(ci, (dws, dbs))| {
-            let c0 = ci * COLS;
-            let w = dws.len();
-            let (mut sw, mut sb) = ([0f64; COLS], [0f64; COLS]);
-            for r in 0..rows {
-                let (m, s) = (md[r], rd[r]);
-                let o = r * cols + c0;
-                for c in 0..w {
-                    let g = dyd[o + c];
-                    sw[c] += ((xd[o + c] - m) * s * g) as f64;
-                    sb[c] += g as f64;
-                }
-            }
-            for c in 0..w {
-                dws[c] = if acc_w {
-                    (dws[c] as f64 + sw[c]) as f32
-                } else {
-                    sw[c] as f32
-                };
-                dbs[c] = if acc_w {
-                    (dbs[c] as f64 + sb[c]) as f32
-                } else {
-                    sb[c] as f32
-                };
-            }
-        });
+    let (pw, pb) = (&mut dwd[..], &mut dbd[..]);
+    let mut sw = vec![0f64; cols];
+    let mut sb = vec![0f64; cols];
+    for slot in part.chunks(2 * cols) {
+        let (a, b) = slot.split_at(cols);
+        sw.iter_mut().zip(a).for_each(|(s, v)| *s += v);
+        sb.iter_mut().zip(b).for_each(|(s, v)| *s += v);
+    }
+    for c in 0..cols {
+        pw[c] = if acc_w {
+            (pw[c] as f64 + sw[c]) as f32
+        } else {
+            sw[c] as f32
+        };
+        pb[c] = if acc_w {
+            (pb[c] as f64 + sb[c]) as f32
+        } else {
+            sb[c] as f32
+        };
+    }
     Ok(())
+}
+
+widest! {
+    /// dx (+)= (dn − mean(dn) − n·mean(dn·n))·rstd for the rows of `xs`; pw[..C] += Σ n·dy and
+    /// pw[C..] += Σ dy over them (in row order).
+    fn bwd_rows(
+        dxs: &mut [f32],
+        xs: &[f32],
+        dys: &[f32],
+        w: &[f32],
+        means: &[f32],
+        rstds: &[f32],
+        acc: bool,
+        pw: &mut [f64],
+    ) {
+        let cols = w.len();
+        let mut n = vec![0f32; cols];
+        let mut dn = vec![0f32; cols];
+        let (pwn, pdb) = pw.split_at_mut(cols);
+        for (i, dxr) in dxs.chunks_mut(cols).enumerate() {
+            let (xr, dyr) = (&xs[i * cols..(i + 1) * cols], &dys[i * cols..(i + 1) * cols]);
+            let (m, s) = (means[i], rstds[i]);
+            for c in 0..cols {
+                n[c] = (xr[c] - m) * s;
+                dn[c] = w[c] * dyr[c];
+            }
+            let mdn = sum(&dn) / cols as f32;
+            let mdnn = dot(&dn, &n) / cols as f32;
+            for c in 0..cols {
+                let v = (dn[c] - mdn - n[c] * mdnn) * s;
+                dxr[c] = if acc { dxr[c] + v } else { v };
+                pwn[c] += (n[c] * dyr[c]) as f64;
+                pdb[c] += dyr[c] as f64;
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::super::CpuTensor;
 use super::super::matmul::{check, check_colsum, check_dw, check_dx};
+use super::math::widest;
 use super::{Disjoint, input, output};
 use anyhow::Result;
 use rayon::prelude::*;
@@ -173,26 +174,27 @@ const COLS: usize = 64;
 
 /// Bias gradient: db[N] (+)= Σ_rows dy[M,N], rows in order (f64 sums), columns in parallel.
 pub fn colsum(dy: &CpuTensor, db: &CpuTensor, acc: bool) -> Result<()> {
-    let (m, n) = check_colsum(&dy.shape, &db.shape)?;
+    let (_, n) = check_colsum(&dy.shape, &db.shape)?;
     let dyd = input(dy, "colsum dy")?;
     let mut dbd = output(db, "colsum db")?;
     let (dyd, dbd) = (&*dyd, &mut *dbd);
-    dbd.par_chunks_mut(COLS).enumerate().for_each(|(ci, out)| {
-        let j0 = ci * COLS;
+    dbd.par_chunks_mut(COLS)
+        .enumerate()
+        .for_each(|(ci, out)| colsum_cols(out, dyd, ci * COLS, n, acc));
+    Ok(())
+}
+
+widest! {
+    /// out[j] (+)= Σ_rows dy[r, j0 + j] for the columns of `out`, rows in order (f64 sums).
+    fn colsum_cols(out: &mut [f32], dy: &[f32], j0: usize, n: usize, acc: bool) {
         let mut s = [0f64; COLS];
-        for r in 0..m {
-            let row = &dyd[r * n + j0..r * n + j0 + out.len()];
-            for (a, &v) in s.iter_mut().zip(row) {
+        for row in dy.chunks_exact(n) {
+            for (a, &v) in s.iter_mut().zip(&row[j0..j0 + out.len()]) {
                 *a += v as f64;
             }
         }
         for (o, &v) in out.iter_mut().zip(&s) {
-            *o = if acc {
-                (*o as f64 + v) as f32
-            } else {
-                v as f32
-            };
+            *o = if acc { (*o as f64 + v) as f32 } else { v as f32 };
         }
-    });
-    Ok(())
+    }
 }

@@ -12,6 +12,7 @@ pub mod crossentropy;
 pub mod elementwise;
 pub mod embedding;
 pub mod layernorm;
+pub mod math;
 pub mod matmul;
 pub mod optim;
 
@@ -28,8 +29,18 @@ pub(crate) const CHUNK: usize = 1 << 14;
 /// thread (the global one unless inside `ThreadPool::install`) and sgemm's own threads.
 #[derive(Default)]
 pub struct NativeOps {
-    /// Per-op wall time when profiling: name → (calls, seconds).
-    profile: Option<BTreeMap<&'static str, (usize, f64)>>,
+    /// Per-op time when profiling: name → (calls, wall seconds, process CPU seconds).
+    profile: Option<BTreeMap<&'static str, (usize, f64, f64)>>,
+}
+
+/// One op's share of a profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTime {
+    pub name: String,
+    pub calls: usize,
+    pub wall_s: f64,
+    /// CPU time of the whole process while the op ran (every thread, spinning included).
+    pub cpu_s: f64,
 }
 
 impl NativeOps {
@@ -42,17 +53,22 @@ impl NativeOps {
         self.profile = on.then(BTreeMap::new);
     }
 
-    /// The time per op since profiling started: (name, calls, seconds), slowest first.
-    pub fn take_profile(&mut self) -> Vec<(String, usize, f64)> {
-        let mut v: Vec<(String, usize, f64)> = self
+    /// The time per op since profiling started, slowest first.
+    pub fn take_profile(&mut self) -> Vec<OpTime> {
+        let mut v: Vec<OpTime> = self
             .profile
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, (n, s))| (k.to_string(), n, s))
+            .map(|(k, (calls, wall_s, cpu_s))| OpTime {
+                name: k.to_string(),
+                calls,
+                wall_s,
+                cpu_s,
+            })
             .collect();
-        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        v.sort_by(|a, b| b.wall_s.total_cmp(&a.wall_s));
         v
     }
 
@@ -61,13 +77,25 @@ impl NativeOps {
         let Some(p) = self.profile.as_mut() else {
             return f();
         };
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let r = f();
         let e = p.entry(name).or_default();
         e.0 += 1;
         e.1 += t.elapsed().as_secs_f64();
+        e.2 += cpu_seconds() - c;
         r
     }
+}
+
+/// CPU time the process has used (all its threads), in seconds.
+pub fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// Reads a tensor's data.
@@ -126,7 +154,7 @@ impl Disjoint {
 
 /// Σ a[i]·b[i] in a fixed order (8 lanes, then the lanes pairwise, then the tail): vectorizes,
 /// and gives the same bits wherever it runs.
-#[inline]
+#[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -146,7 +174,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Σ a[i] in the order of [`dot`].
-#[inline]
+#[inline(always)]
 pub(crate) fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let c = a.chunks_exact(8);
@@ -163,7 +191,7 @@ pub(crate) fn sum(a: &[f32]) -> f32 {
     s
 }
 
-#[inline]
+#[inline(always)]
 fn lanes(a: [f32; 8]) -> f32 {
     ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }
