@@ -789,3 +789,88 @@ fn native_decoding_matches_the_full_forward_pass_and_the_reference() {
 fn rel64(a: &[f32], b: &[f32]) -> f64 {
     rel_err64(&f64s(a), &f64s(b))
 }
+
+// ---------------------------------------------------------------- the adapter, end to end
+
+/// `pai` with `--adapter cpu` and no Vulkan or EGL driver reachable: wgpu would find no
+/// adapter (`pai doctor` lists none there), so nothing may need one.
+fn native(p: &crate::common::Proj, args: &[&str]) -> (serde_json::Value, i32) {
+    let mut all = vec!["--json", "--adapter", "CPU"];
+    all.extend_from_slice(args);
+    let out = p
+        .cmd(&all)
+        .env("VK_ICD_FILENAMES", "/nonexistent.json")
+        .env("VK_DRIVER_FILES", "/nonexistent.json")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent.json")
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pai {args:?} printed no JSON ({e}): {}",
+            crate::common::stderr(&out)
+        )
+    });
+    (v, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn the_tiny_pipeline_builds_on_the_native_adapter_with_the_keys_of_a_default_build() {
+    use crate::common::{Proj, statuses};
+    let p = Proj::with_pipeline(include_str!("../../pipelines/tiny.toml"));
+    let (v, code) = native(&p, &["build", "final-4bit", "final-8bit", "eval", "hf"]);
+    assert_eq!(code, 0, "{v}");
+    let built = statuses(&v);
+    assert!(built.values().all(|s| s == "built"), "{built:?}");
+    // Every node that uses the device ran on the native adapter and dispatched no kernel.
+    for node in ["train", "final-4bit", "final-8bit", "eval"] {
+        let key = p.read(&format!("cache/refs/{node}"));
+        let rec: serde_json::Value =
+            serde_json::from_str(&p.read(&format!("cache/records/{}.json", key.trim()))).unwrap();
+        let ran = &rec["ran_on"];
+        let adapter = ran["adapter"].as_str().unwrap();
+        assert!(adapter.starts_with("cpu (native f32, "), "{node}: {ran}");
+        assert_eq!(ran["backend"], "native", "{node}: {ran}");
+        assert_eq!(ran["kernels"], serde_json::json!([]), "{node}: {ran}");
+    }
+    // The keys are those the default adapter computes: a default build finds everything fresh.
+    let again = p.build(&["final-4bit", "final-8bit", "eval", "hf"]);
+    assert!(again.values().all(|s| s == "fresh"), "{again:?}");
+    // The evaluation and the models it read are sane: about the uniform guess or below.
+    let eval: serde_json::Value =
+        serde_json::from_str(&p.read("cache/out/eval/eval.json")).unwrap();
+    for m in eval["models"].as_array().unwrap() {
+        let l = m["val_loss"].as_f64().unwrap();
+        assert!(l.is_finite() && l < (320f64).ln() + 0.5, "{m}");
+    }
+    // Generation on the native adapter.
+    let (g, code) = native(&p, &["generate", "--tokens", "5", "--seed", "3", "the"]);
+    assert_eq!(code, 0, "{g}");
+    assert_eq!(g["tokens"], 5, "{g}");
+}
+
+#[test]
+fn doctor_lists_the_native_adapter_beside_the_wgpu_ones_and_never_chooses_it_by_default() {
+    let p = crate::common::Proj::new();
+    let (v, _) = p.json(&["doctor"]);
+    let n = &v["native"];
+    assert_eq!(n["name"], "cpu", "{v}");
+    assert_eq!(n["chosen"], false, "{v}");
+    assert_eq!(n["opt_in"], "opt-in: --adapter cpu");
+    assert!(n["sgemm_gflops"].as_f64().unwrap() > 0.0, "{n}");
+    assert!(
+        v["adapters"].is_array(),
+        "the wgpu adapters are still listed"
+    );
+    let (v, code) = native(&p, &["doctor"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["native"]["chosen"], true, "{v}");
+    assert_eq!(
+        v["chosen"],
+        serde_json::Value::Null,
+        "no wgpu adapter chosen"
+    );
+    // `cpu` is reserved: it never selects a wgpu adapter by substring.
+    let out = p.run(&["--adapter", "cpu", "bench", "kernels"]);
+    assert!(!out.status.success());
+    assert!(crate::common::stderr(&out).contains("native CPU adapter"));
+}
