@@ -34,10 +34,11 @@ pub fn matmul_threads() -> usize {
 /// How the adapter names itself in records and reports: "cpu (native f32, N threads)".
 pub fn describe() -> String {
     let (t, m) = (threads(), matmul_threads());
+    let s = if t == 1 { "" } else { "s" };
     if t == m {
-        format!("{NAME} (native f32, {t} threads)")
+        format!("{NAME} (native f32, {t} thread{s})")
     } else {
-        format!("{NAME} (native f32, {t} threads, sgemm {m})")
+        format!("{NAME} (native f32, {t} thread{s}, sgemm {m})")
     }
 }
 

@@ -874,3 +874,36 @@ fn doctor_lists_the_native_adapter_beside_the_wgpu_ones_and_never_chooses_it_by_
     assert!(!out.status.success());
     assert!(crate::common::stderr(&out).contains("native CPU adapter"));
 }
+
+#[test]
+fn a_native_training_build_gives_the_same_bytes_for_any_number_of_threads() {
+    use crate::common::{Proj, model_pipeline};
+    // Wide enough (256 rows × 128 channels) that sgemm splits its work when it has threads.
+    let pipeline = model_pipeline(64, 1, 128, 4, "", "");
+    let model = |sgemm: &str, rayon: &str| {
+        let p = Proj::with_pipeline(&pipeline);
+        let out = p
+            .cmd(&["--json", "--adapter", "cpu", "build", "train"])
+            .env("MATMUL_NUM_THREADS", sgemm)
+            .env("RAYON_NUM_THREADS", rayon)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", crate::common::stderr(&out));
+        let key = p.read("cache/refs/train");
+        let rec: serde_json::Value =
+            serde_json::from_str(&p.read(&format!("cache/records/{}.json", key.trim()))).unwrap();
+        let adapter = rec["ran_on"]["adapter"].as_str().unwrap().to_string();
+        (
+            std::fs::read(p.path("cache/out/train/model.safetensors")).unwrap(),
+            adapter,
+        )
+    };
+    let (one, a1) = model("1", "1");
+    let (many, a4) = model("4", "3");
+    assert_eq!(a1, "cpu (native f32, 1 thread)");
+    assert_eq!(a4, "cpu (native f32, 3 threads, sgemm 4)");
+    assert!(
+        one == many,
+        "the trained weights differ between 1 and 3-4 threads"
+    );
+}
