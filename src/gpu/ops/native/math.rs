@@ -22,11 +22,13 @@ macro_rules! widest {
                 #[target_feature(enable = "avx2")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2($($a: $t),*) $(-> $ret)? $body
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                let widest = $crate::gpu::ops::native::math::WIDEST
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if widest >= 2 && std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has the feature.
                     return unsafe { avx512($($a),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if widest >= 1 && std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has the feature.
                     return unsafe { avx2($($a),*) };
                 }
@@ -36,6 +38,10 @@ macro_rules! widest {
     };
 }
 pub(crate) use widest;
+
+/// The widest path [`widest!`] may take: 2 AVX-512, 1 AVX2, 0 the baseline. Only tests lower
+/// it, to check that every path gives the same bits.
+pub(crate) static WIDEST: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split so that n·LN2_HI is exact for |n| ≤ 128 (Cody–Waite).

@@ -195,3 +195,114 @@ pub(crate) fn sum(a: &[f32]) -> f32 {
 fn lanes(a: [f32; 8]) -> f32 {
     ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::attention::AttnShape;
+    use super::super::{CpuOps, Ops};
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Every op with a `widest!` loop, on odd sizes: all outputs' bits.
+    fn run_all() -> Vec<Vec<u32>> {
+        let mut o = NativeOps::new();
+        let mut seed = 7u64;
+        let mut vec = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+                })
+                .collect()
+        };
+        let up = |o: &mut NativeOps, x: Vec<f32>, s: &[usize]| o.upload(&x, s).unwrap();
+        let (n, rows, cols, v) = (1037, 19, 45, 301);
+        let s = AttnShape {
+            b: 2,
+            t: 37,
+            c: 12,
+            nh: 3,
+        };
+        let x = up(&mut o, vec(n, 4.0), &[n]);
+        let g = up(&mut o, vec(n, 1.0), &[n]);
+        let lx = up(&mut o, vec(rows * cols, 2.0), &[rows, cols]);
+        let lw = up(&mut o, vec(cols, 1.0), &[cols]);
+        let lb = up(&mut o, vec(cols, 1.0), &[cols]);
+        let ldy = up(&mut o, vec(rows * cols, 1.0), &[rows, cols]);
+        let logits = up(&mut o, vec(rows * v, 6.0), &[rows, v]);
+        let tg: Vec<u32> = (0..rows as u32).map(|i| (i * 37) % v as u32).collect();
+        let tg = o.upload_ids(&tg, &[rows]).unwrap();
+        let qkv = up(&mut o, vec(s.b * s.t * 3 * s.c, 1.5), &[s.b, s.t, 3 * s.c]);
+        let dout = up(&mut o, vec(s.b * s.t * s.c, 1.0), &[s.b, s.t, s.c]);
+        let z = |o: &mut NativeOps, sh: &[usize]| o.zeros(sh).unwrap();
+        let outs = [
+            z(&mut o, &[n]),
+            z(&mut o, &[n]),
+            z(&mut o, &[rows, cols]),
+            z(&mut o, &[rows]),
+            z(&mut o, &[rows]),
+            z(&mut o, &[rows, cols]),
+            z(&mut o, &[cols]),
+            z(&mut o, &[cols]),
+            z(&mut o, &[rows]),
+            z(&mut o, &[rows, v]),
+            z(&mut o, &[rows]),
+            z(&mut o, &[s.b, s.t, s.c]),
+            z(&mut o, &[s.b, s.nh, s.t, s.t]),
+            z(&mut o, &[s.b, s.nh, s.t, s.t]),
+            z(&mut o, &[s.b, s.t, 3 * s.c]),
+            z(&mut o, &[cols]),
+        ];
+        let [
+            gy,
+            gdx,
+            ly,
+            lm,
+            lr,
+            ldx,
+            ldw,
+            ldb,
+            loss,
+            dl,
+            loss2,
+            ao,
+            ap,
+            ads,
+            adq,
+            cs,
+        ] = &outs;
+        o.gelu(&x, gy).unwrap();
+        o.gelu_bwd(&x, &g, gdx, false).unwrap();
+        o.layernorm(&lx, &lw, &lb, ly, lm, lr, 1e-5).unwrap();
+        o.layernorm_bwd(&ldy, &lx, &lw, lm, lr, ldx, ldw, ldb, false, false)
+            .unwrap();
+        o.crossentropy(&logits, &tg, loss, Some(dl), 0.25).unwrap();
+        o.crossentropy(&logits, &tg, loss2, None, 1.0).unwrap();
+        o.attention(s, &qkv, ao, ap).unwrap();
+        o.attention_bwd(s, &dout, &qkv, ap, ads, adq).unwrap();
+        o.colsum(&ldy, cs, false).unwrap();
+        outs.iter()
+            .map(|t| {
+                let d = CpuOps.read(t).unwrap();
+                assert!(d.iter().all(|v| v.is_finite()));
+                d.iter().map(|v| v.to_bits()).collect()
+            })
+            .collect()
+    }
+
+    /// The paths differ in optimized builds (`cargo test --release --lib native`, run when this
+    /// was written: equal); a debug build checks the dispatch.
+    #[test]
+    fn every_vector_path_gives_the_same_bits() {
+        let widest = run_all();
+        math::WIDEST.store(1, Ordering::Relaxed);
+        let avx2 = run_all();
+        math::WIDEST.store(0, Ordering::Relaxed);
+        let base = run_all();
+        math::WIDEST.store(2, Ordering::Relaxed);
+        assert!(widest == avx2, "AVX-512 and AVX2 differ");
+        assert!(widest == base, "AVX-512 and the baseline differ");
+    }
+}
