@@ -41,8 +41,10 @@ struct Cli {
     /// Print more.
     #[arg(short, long, global = true)]
     verbose: bool,
-    /// GPU adapter to use: a substring of its name, or a backend (vulkan, gl)
-    /// [default: the best GPU, else a CPU adapter].
+    /// GPU adapter to use: a substring of its name, or a backend (vulkan, gl);
+    /// `cpu` (exactly, any case) is pai's native CPU implementation instead of
+    /// wgpu: no GPU driver needed, opt-in only, the same node keys
+    /// [default: the best GPU, else a CPU adapter (lavapipe)].
     #[arg(long, value_name = "NAME", global = true, env = "PAI_ADAPTER")]
     adapter: Option<String>,
     /// The shared remote cache: s3://BUCKET/PREFIX or file:///PATH [default: `url` in the
@@ -151,7 +153,8 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// The GPU adapters found, the one pai uses, and how to get one if none.
+    /// The GPU adapters found, the one pai uses, and how to get one if none; beside them the
+    /// native CPU adapter (opt-in: --adapter cpu) with its measured speed.
     Doctor,
     /// Sample text from a built model (a train, export or quantize node), streamed as it comes.
     Generate {
@@ -215,7 +218,8 @@ enum BenchWhat {
     /// WGSL kernels against CPU baselines.
     Kernels,
     /// Training steps of the pipeline's model on the adapter, against the plain-Rust
-    /// reference (`--runs` steps are timed).
+    /// reference (`--runs` steps are timed); with `--adapter cpu`, the native CPU adapter
+    /// beside the default wgpu adapter, in the same run.
     Train,
     /// Quantize throughput beside the reference quantizer; generation tokens/s, f32 and q4_0.
     Quant,
@@ -490,9 +494,28 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 &params("train").unwrap_or_else(|| defaults("train")),
                 &params("bpe-tokenizer").unwrap_or_else(|| defaults("bpe-tokenizer")),
             )?;
-            let gpu = pai::gpu::Gpu::new(cli.adapter.as_deref())?;
-            let r = pai::model::bench::train(&gpu, cfg, batch, (*runs).max(1), 1)?;
-            show(cli, &r, true)?;
+            let runs = (*runs).max(1);
+            if !pai::gpu::native::is_native(cli.adapter.as_deref()) {
+                let gpu = pai::gpu::Gpu::new(cli.adapter.as_deref())?;
+                let r = pai::model::bench::train(&gpu, cfg, batch, runs, 1)?;
+                show(cli, &r, true)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // The native adapter first (before any wgpu device exists), then the default wgpu
+            // adapter and the f64 reference in the same run.
+            let n = pai::model::bench_native::train(cfg, batch, runs)?;
+            match pai::gpu::Gpu::new(None) {
+                Ok(gpu) => {
+                    let mut r = pai::model::bench::train(&gpu, cfg, batch, runs, 1)?;
+                    r.native = Some(n.compare(Some(r.tokens_per_s), r.baseline.tokens_per_s));
+                    show(cli, &r, true)?;
+                }
+                Err(e) => {
+                    eprintln!("no wgpu adapter to compare with: {e:#}");
+                    let base = pai::model::bench_native::baseline_tokens_per_s(cfg, batch)?;
+                    show(cli, &n.compare(None, base), true)?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -616,8 +639,16 @@ fn generate(
             .with_context(|| format!("no bpe-tokenizer node is upstream of `{node}`"))?;
         engine::built_node(project, &t)?.read("tokenizer.json")?
     };
-    let gpu = pai::gpu::Gpu::new(cli.adapter.as_deref())?;
-    let m = steps::models::load(&gpu, &built.kind, "best", &|f| built.read(f))
+    // The native CPU adapter opens no wgpu device.
+    let gpu = if pai::gpu::native::is_native(cli.adapter.as_deref()) {
+        None
+    } else {
+        Some(pai::gpu::Gpu::new(cli.adapter.as_deref())?)
+    };
+    let dev = gpu
+        .as_ref()
+        .map_or(pai::gpu::Device::Native, pai::gpu::Device::Wgpu);
+    let m = steps::models::load(dev, &built.kind, "best", &|f| built.read(f))
         .with_context(|| format!("reading the model of `{node}`"))?;
     use std::io::Write;
     let json = cli.json;
@@ -632,7 +663,7 @@ fn generate(
         }
         Ok(())
     };
-    let r = steps::generate::run(&gpu, &node, &m, &tokenizer, req, &mut emit, &|w| {
+    let r = steps::generate::run(dev, &node, &m, &tokenizer, req, &mut emit, &|w| {
         eprintln!("{w}")
     })?;
     if json {

@@ -19,7 +19,8 @@ use crate::store::{self, RanOn, RecFile, RecOutput, Record, Store};
 pub struct BuildOptions {
     pub jobs: usize,
     /// The GPU adapter to open (a name substring or backend), from `--adapter`
-    /// or `PAI_ADAPTER`; `None`: the best one found.
+    /// or `PAI_ADAPTER`; `None`: the best one found; `cpu`: the native CPU
+    /// adapter (no wgpu device is opened).
     pub adapter: Option<String>,
     /// The shared remote cache, asked after the local store before a stale
     /// node runs, and sent what is built here (unless read-only).
@@ -627,15 +628,27 @@ impl Builder<'_> {
                 gpu: uses_gpu.then_some(&self.gpu),
             };
             let result = node.step.run(&ctx);
-            let ran_on = self.gpu.opened().filter(|_| uses_gpu).map(|g| {
-                let i = &g.info;
-                RanOn {
-                    adapter: i.name.clone(),
-                    backend: format!("{:?}", i.backend),
-                    device_type: format!("{:?}", i.device_type),
-                    driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
-                    kernels: g.take_dispatched().into_iter().collect(),
-                }
+            let native = (uses_gpu && self.gpu.is_native()).then(|| RanOn {
+                adapter: crate::gpu::native::describe(),
+                backend: "native".into(),
+                device_type: "Cpu".into(),
+                driver: format!(
+                    "pai {} (matrixmultiply sgemm, rayon)",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                kernels: Vec::new(),
+            });
+            let ran_on = native.or_else(|| {
+                self.gpu.opened().filter(|_| uses_gpu).map(|g| {
+                    let i = &g.info;
+                    RanOn {
+                        adapter: i.name.clone(),
+                        backend: format!("{:?}", i.backend),
+                        device_type: format!("{:?}", i.device_type),
+                        driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+                        kernels: g.take_dispatched().into_iter().collect(),
+                    }
+                })
             });
             (result, ran_on)
         };

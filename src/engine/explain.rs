@@ -95,7 +95,11 @@ impl fmt::Display for Explanation {
                 "  built on:     {} ({}, {}, {}); not part of the key",
                 r.adapter, r.backend, r.device_type, r.driver
             )?;
-            writeln!(f, "  kernels run:  {}", r.kernels.join(", "))?;
+            if r.kernels.is_empty() {
+                writeln!(f, "  kernels run:  none (no WGSL dispatched)")?;
+            } else {
+                writeln!(f, "  kernels run:  {}", r.kernels.join(", "))?;
+            }
         }
         for s in &self.stale_inputs {
             writeln!(f, "  stale input {} ({})", s.name, s.action)?;

@@ -78,9 +78,16 @@ pub fn adapter_preference(adapter_pref: Option<&str>) -> Option<String> {
 }
 
 /// Picks the adapter pai uses from a list: by name substring (case-insensitive) if a preference
-/// is given, else the best by device type (discrete, integrated, virtual, CPU), then backend
+/// is given (`cpu`, the native adapter's reserved name, is refused: it is no wgpu adapter), else the best by device type (discrete, integrated, virtual, CPU), then backend
 /// (Vulkan first). Returns the index into `adapters`.
 pub(crate) fn choose(infos: &[wgpu::AdapterInfo], pref: Option<&str>) -> Result<usize> {
+    if super::native::is_native(pref) {
+        bail!(
+            "{:?} names pai's native CPU adapter, which runs without wgpu; the step or command \
+             asked for a wgpu adapter",
+            super::native::NAME
+        );
+    }
     if infos.is_empty() {
         bail!("{NO_ADAPTER_HELP}");
     }

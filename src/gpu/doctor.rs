@@ -1,6 +1,7 @@
-//! `pai doctor`: every wgpu adapter, which one pai uses, and how to get one when there is none.
+//! `pai doctor`: every wgpu adapter, which one pai uses, and how to get one when there is none;
+//! beside them the native CPU adapter (opt-in, `--adapter cpu`) with its measured speed.
 
-use super::{NO_ADAPTER_HELP, adapter_preference, choose, instance};
+use super::{NO_ADAPTER_HELP, adapter_preference, choose, instance, native};
 use serde::Serialize;
 use std::fmt;
 
@@ -31,6 +32,25 @@ pub struct AdapterReport {
     pub chosen: bool,
 }
 
+/// The native CPU adapter (`--adapter cpu`): never chosen unless named.
+#[derive(Clone, Debug, Serialize)]
+pub struct NativeReport {
+    /// Its reserved adapter name, `cpu`.
+    pub name: String,
+    /// How records name it ("cpu (native f32, N threads)").
+    pub description: String,
+    /// Threads of the rayon ops and of sgemm.
+    pub threads: usize,
+    pub sgemm_threads: usize,
+    /// sgemm at [`super::native::PROBE_SHAPE`] (m, n, k), measured now.
+    pub sgemm_gflops: f64,
+    pub probe_shape: [usize; 3],
+    /// How to use it: "opt-in: --adapter cpu".
+    pub opt_in: String,
+    /// True when the preference names it (then no wgpu adapter is chosen).
+    pub chosen: bool,
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct DoctorReport {
@@ -41,12 +61,29 @@ pub struct DoctorReport {
     pub preference: Option<String>,
     /// Why no adapter is used, and how to get one (None when one is chosen).
     pub problem: Option<String>,
+    /// The native CPU adapter, beside the wgpu ones.
+    pub native: NativeReport,
 }
 
 impl DoctorReport {
     /// True when pai has an adapter to run on.
     pub fn ok(&self) -> bool {
-        self.chosen.is_some()
+        self.chosen.is_some() || self.native.chosen
+    }
+}
+
+/// The native adapter's entry, its speed measured now (well under a second).
+fn native_report(chosen: bool) -> NativeReport {
+    let (m, n, k) = native::PROBE_SHAPE;
+    NativeReport {
+        name: native::NAME.into(),
+        description: native::describe(),
+        threads: native::threads(),
+        sgemm_threads: native::matmul_threads(),
+        sgemm_gflops: native::sgemm_gflops(),
+        probe_shape: [m, n, k],
+        opt_in: format!("opt-in: --adapter {}", native::NAME),
+        chosen,
     }
 }
 
@@ -56,7 +93,9 @@ pub fn report(adapter_pref: Option<&str>) -> DoctorReport {
     let inst = instance();
     let adapters = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
     let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    let native_chosen = native::is_native(pref.as_deref());
     let (chosen, problem) = match choose(&infos, pref.as_deref()) {
+        _ if native_chosen => (None, None),
         Ok(i) => (Some(i), None),
         Err(e) if infos.is_empty() => (None, Some(format!("{e}"))),
         Err(e) => (None, Some(format!("{e}"))),
@@ -93,6 +132,7 @@ pub fn report(adapter_pref: Option<&str>) -> DoctorReport {
         chosen,
         preference: pref,
         problem,
+        native: native_report(native_chosen),
     }
 }
 
@@ -133,8 +173,32 @@ impl fmt::Display for DoctorReport {
                 if a.subgroups { ", subgroups" } else { "" }
             )?;
         }
+        let n = &self.native;
+        let mark = if n.chosen { "*" } else { " " };
+        writeln!(
+            f,
+            "{mark} {} [native f32, Cpu] — {}",
+            n.description, n.opt_in
+        )?;
+        writeln!(
+            f,
+            "    sgemm {:.1} GFLOP/s at {}×{}×{} ({} threads; rayon {}), measured now; WGSL stays the default path",
+            n.sgemm_gflops,
+            n.probe_shape[0],
+            n.probe_shape[1],
+            n.probe_shape[2],
+            n.sgemm_threads,
+            n.threads
+        )?;
         if let Some(p) = &self.preference {
             writeln!(f, "preference: {p:?} (--adapter / PAI_ADAPTER)")?;
+        }
+        if self.native.chosen {
+            return writeln!(
+                f,
+                "pai uses: {} — native code on the CPU, no wgpu device opened",
+                self.native.description
+            );
         }
         match (self.chosen, &self.problem) {
             (Some(i), _) => {
@@ -148,8 +212,16 @@ impl fmt::Display for DoctorReport {
                 }
                 writeln!(f)
             }
-            (None, Some(p)) => writeln!(f, "pai uses: nothing — {p}"),
-            (None, None) => writeln!(f, "pai uses: nothing — {NO_ADAPTER_HELP}"),
+            (None, Some(p)) => writeln!(
+                f,
+                "pai uses: nothing — {p}\n(or run on pai's native CPU adapter: --adapter {})",
+                native::NAME
+            ),
+            (None, None) => writeln!(
+                f,
+                "pai uses: nothing — {NO_ADAPTER_HELP}\n(or run on pai's native CPU adapter: --adapter {})",
+                native::NAME
+            ),
         }
     }
 }

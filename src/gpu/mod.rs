@@ -8,12 +8,14 @@
 //!
 //! The operations live in [`ops`], one module per op (its WGSL, uniform struct, shape check, GPU
 //! function and plain-Rust reference), behind the [`ops::Ops`] trait so model code does not know
-//! which implementation runs.
+//! which implementation runs. [`native`] is the opt-in CPU adapter (`--adapter cpu`) that runs
+//! the same operations as native f32 code instead ([`Device`] says which a step runs on).
 
 pub mod batch;
 pub mod bench;
 pub mod device;
 pub mod doctor;
+pub mod native;
 pub mod ops;
 pub mod pipelines;
 mod profile;
@@ -23,5 +25,6 @@ pub mod tensor;
 pub use batch::Batch;
 pub use device::{Gpu, KernelPath, NO_ADAPTER_HELP, adapter_preference};
 pub(crate) use device::{choose, instance};
+pub use native::Device;
 pub use pipelines::{Kernel, kernel_sources};
 pub use tensor::{DType, Tensor};

@@ -67,6 +67,9 @@ pub struct TrainBench {
     pub baseline: Baseline,
     /// tokens/s on the adapter ÷ the baseline's.
     pub ratio: f64,
+    /// The native CPU adapter measured in the same run (`--adapter cpu`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native: Option<super::bench_native::NativeBench>,
 }
 
 /// Random rows of `context + 1` tokens (throughput does not depend on them).
@@ -235,6 +238,7 @@ pub fn train(
             tokens_per_s: base_tps,
         },
         ratio: tokens_per_s / base_tps,
+        native: None,
     })
 }
 
@@ -304,6 +308,9 @@ impl fmt::Display for TrainBench {
             if self.baseline.steps == 1 { "" } else { "s" }
         )?;
         writeln!(f, "ratio: {:.2}× the baseline", self.ratio)?;
+        if let Some(n) = &self.native {
+            writeln!(f, "{n}")?;
+        }
         write!(
             f,
             "for scale: PyTorch (CPU, float32, eager, 2 threads) trains 4 layers × 128 channels, context 128, \

@@ -3,8 +3,9 @@
 //!
 //! pai's compute layout already stores a linear weight as (out, in) row-major, which is ggml's
 //! [in, out] with the contiguous dimension first: matrices are written as they are, never
-//! transposed. Matrices go in the chosen format (Q8_0 and Q4_0 quantized on the device, F16
-//! converted on the host); norms, biases and other 1-D tensors stay F32.
+//! transposed. Matrices go in the chosen format (Q8_0 and Q4_0 quantized on the device, or by
+//! the bit-identical reference quantizer on the native CPU adapter; F16 converted on the host);
+//! norms, biases and other 1-D tensors stay F32.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value as Json;
@@ -13,7 +14,7 @@ use super::config::GptConfig;
 use super::weights::{Weights, specs};
 use crate::formats::ggml::{self, Format};
 use crate::formats::gguf::{self, DEFAULT_ALIGNMENT, GGML_TYPE_F32, Value, Writer};
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::gpu::ops::quant;
 
 /// The special token GPT-2 uses as bos, eos and document separator.
@@ -261,8 +262,8 @@ pub fn tensor_layout(cfg: &GptConfig, format: Format) -> Result<Vec<(String, Vec
 /// A GGUF file llama.cpp runs as it is: architecture `gpt2`, its keys, the tokenizer of
 /// `tokenizer_json` embedded, matrices in `format` (quantized on the device), 1-D tensors F32,
 /// `output.weight` written explicitly (= `token_embd.weight`). Deterministic bytes.
-pub fn to_gguf(
-    gpu: &Gpu,
+pub fn to_gguf<'g>(
+    dev: impl Into<Device<'g>>,
     cfg: &GptConfig,
     w: &Weights,
     tokenizer_json: &[u8],
@@ -273,6 +274,7 @@ pub fn to_gguf(
         "the weights are of the model {:?}, not {cfg:?}",
         w.cfg
     );
+    let dev = dev.into();
     w.check()?;
     check_format(cfg, format)?;
     let voc = vocab_from_tokenizer_json(tokenizer_json)?;
@@ -293,7 +295,10 @@ pub fn to_gguf(
         let name = gguf_name(&s.name)?;
         let bytes = if s.shape.len() == 2 {
             match format {
-                Format::Q8_0 | Format::Q4_0 => quant::quantize(gpu, format, &name, t)?,
+                Format::Q8_0 | Format::Q4_0 => match dev {
+                    Device::Wgpu(gpu) => quant::quantize(gpu, format, &name, t)?,
+                    Device::Native => ggml::quantize_ref(format, &name, t)?,
+                },
                 Format::F16 | Format::F32 => {
                     ggml::check_finite(&name, t)?;
                     ggml::quantize_ref(format, &name, t)?
@@ -334,7 +339,8 @@ fn key_usize(f: &gguf::Gguf, key: &str) -> Result<usize> {
 /// tensor's shape checked against it (a disagreement names the tensor), quantized tensors
 /// dequantized on the device, nothing transposed. `output.weight`, if present, must have
 /// `token_embd.weight`'s shape and is otherwise ignored (pai ties it to the embedding).
-pub fn from_gguf(gpu: &Gpu, bytes: &[u8]) -> Result<(GptConfig, Weights)> {
+pub fn from_gguf<'g>(dev: impl Into<Device<'g>>, bytes: &[u8]) -> Result<(GptConfig, Weights)> {
+    let dev = dev.into();
     let f = gguf::read(bytes)?;
     match f.get("general.architecture").and_then(Value::as_str) {
         Some("gpt2") => {}
@@ -392,7 +398,7 @@ pub fn from_gguf(gpu: &Gpu, bytes: &[u8]) -> Result<(GptConfig, Weights)> {
             )
         })?;
         let data = f.tensor_data(bytes, &name)?;
-        let x = if fmt.is_quantized() {
+        let x = if let (true, Device::Wgpu(gpu)) = (fmt.is_quantized(), dev) {
             quant::dequantize(gpu, fmt, data)?
         } else {
             ggml::dequantize_ref(fmt, data)?

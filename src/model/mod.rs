@@ -2,6 +2,7 @@
 //! configuration, parameter layout and weights, safetensors forms, and the model that trains on
 //! a device through [`crate::gpu::ops::Ops`] only.
 pub mod bench;
+pub mod bench_native;
 pub mod checkpoint;
 pub mod config;
 pub mod generate;

@@ -14,7 +14,8 @@ use super::{
     StepCtx,
 };
 use crate::formats::tokens;
-use crate::gpu::ops::GpuOps;
+use crate::gpu::Device;
+use crate::gpu::ops::{GpuOps, NativeOps, Ops};
 use crate::model::Model;
 
 static PARAMS: &[ParamDecl] = &[
@@ -173,7 +174,7 @@ fn run(ctx: &StepCtx) -> Result<()> {
         .iter()
         .flat_map(|&i| val[i * w..(i + 1) * w].iter().copied())
         .collect();
-    let gpu = ctx.gpu()?;
+    let dev = ctx.device()?;
     let weights = ctx.params.str("weights")?;
     let model_inputs: Vec<_> = ctx.inputs.iter().filter(|i| i.kind != "pack").collect();
     let mut out = Vec::new();
@@ -184,7 +185,7 @@ fn run(ctx: &StepCtx) -> Result<()> {
             k + 1,
             model_inputs.len()
         ));
-        let m = models::load(gpu, &input.kind, weights, &|f| input.read(f))
+        let m = models::load(dev, &input.kind, weights, &|f| input.read(f))
             .with_context(|| format!("reading the model of `{}`", input.node))?;
         ensure!(
             m.cfg.context == context,
@@ -194,7 +195,7 @@ fn run(ctx: &StepCtx) -> Result<()> {
             m.cfg.context,
             pack.node
         );
-        let loss = eval_loss(gpu, &m.weights, &rows, w)
+        let loss = eval_loss(dev, &m.weights, &rows, w)
             .with_context(|| format!("evaluating `{}`", input.node))?;
         ensure!(
             loss.is_finite(),
@@ -231,18 +232,29 @@ fn run(ctx: &StepCtx) -> Result<()> {
 
 /// Mean loss over whole rows (context + 1 ids each), BATCH rows per forward pass, as `train`
 /// measures its validation loss: chunk means weighted by their rows, summed in f64.
-pub fn eval_loss(
-    gpu: &crate::gpu::Gpu,
+pub fn eval_loss<'g>(
+    dev: impl Into<Device<'g>>,
+    w: &crate::model::Weights,
+    rows: &[u32],
+    width: usize,
+) -> Result<f64> {
+    match dev.into() {
+        Device::Wgpu(gpu) => loss_on(&mut GpuOps::new(gpu), w, rows, width),
+        Device::Native => loss_on(&mut NativeOps::new(), w, rows, width),
+    }
+}
+
+fn loss_on<O: Ops>(
+    ops: &mut O,
     w: &crate::model::Weights,
     rows: &[u32],
     width: usize,
 ) -> Result<f64> {
     let n = rows.len() / width;
-    let mut ops = GpuOps::new(gpu);
-    let mut model = Model::new(&mut ops, w, BATCH.min(n.max(1)))?;
+    let mut model = Model::new(ops, w, BATCH.min(n.max(1)))?;
     let mut total = 0.0f64;
     for chunk in rows.chunks(BATCH * width) {
-        let l = model.loss(&mut ops, chunk)?;
+        let l = model.loss(ops, chunk)?;
         total += l as f64 * (chunk.len() / width) as f64;
     }
     Ok(total / n as f64)

@@ -1,5 +1,6 @@
 //! `pai generate`: a built model node's weights and its pipeline's tokenizer, the KV-cache
-//! decode path ([`crate::model::Generator`]) on the GPU, text streamed as it is produced.
+//! decode path ([`crate::model::Generator`]) on the GPU (or the native CPU adapter), text
+//! streamed as it is produced.
 
 use std::fmt;
 
@@ -9,9 +10,9 @@ use tokenizers::Tokenizer;
 
 use super::bpe_tokenizer::END_OF_TEXT;
 use super::models::LoadedModel;
-use crate::gpu::Gpu;
-use crate::gpu::ops::GpuOps;
-use crate::model::{Generator, Sampling, generate};
+use crate::gpu::Device;
+use crate::gpu::ops::{GpuOps, NativeOps, Ops};
+use crate::model::{Generated, Generator, Sampling, Weights, generate};
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -84,8 +85,9 @@ impl Detok<'_> {
 
 /// Generates from `model` with the tokenizer `tokenizer_json`: `on_text` gets the prompt (as
 /// kept) first, then each piece of text as tokens are produced; `warn` gets warnings.
-pub fn run(
-    gpu: &Gpu,
+#[allow(clippy::too_many_arguments)]
+pub fn run<'g>(
+    dev: impl Into<Device<'g>>,
     name: &str,
     model: &LoadedModel,
     tokenizer_json: &[u8],
@@ -133,22 +135,29 @@ pub fn run(
     d.shown = prompt.len();
     d.start = prompt.len();
     on_text(&prompt)?;
-    let mut ops = GpuOps::new(gpu);
-    let mut g = Generator::new(&mut ops, &model.weights)?;
-    let out = generate(
-        &mut ops,
-        &mut g,
-        &ids,
-        req.tokens,
-        req.sampling,
-        &mut |id| {
-            let piece = d.push(id)?;
-            if !piece.is_empty() {
-                on_text(&piece)?;
-            }
-            Ok(())
-        },
-    )?;
+    let mut on_token = |id| {
+        let piece = d.push(id)?;
+        if !piece.is_empty() {
+            on_text(&piece)?;
+        }
+        Ok(())
+    };
+    let out = match dev.into() {
+        Device::Wgpu(gpu) => sample(
+            &mut GpuOps::new(gpu),
+            &model.weights,
+            &ids,
+            req,
+            &mut on_token,
+        ),
+        Device::Native => sample(
+            &mut NativeOps::new(),
+            &model.weights,
+            &ids,
+            req,
+            &mut on_token,
+        ),
+    }?;
     let all = d.decode()?;
     if all.len() > d.shown && all.is_char_boundary(d.shown) {
         on_text(&all[d.shown..])?;
@@ -166,4 +175,16 @@ pub fn run(
         tokens_per_s: out.tokens_per_s,
         sampling: req.sampling,
     })
+}
+
+/// Samples from `w` on `ops` after the prompt `ids`.
+fn sample<O: Ops>(
+    ops: &mut O,
+    w: &Weights,
+    ids: &[u32],
+    req: &Request,
+    on_token: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<Generated> {
+    let mut g = Generator::new(ops, w)?;
+    generate(ops, &mut g, ids, req.tokens, req.sampling, on_token)
 }

@@ -386,8 +386,19 @@ impl StepCtx<'_> {
     /// The build's GPU device, opened on first use (once per build). Only
     /// kinds that declare `gpu` may use it: they hold the single GPU slot.
     pub fn gpu(&self) -> Result<&crate::gpu::Gpu> {
+        self.lazy_gpu()?.get()
+    }
+
+    /// What the step's operations run on: the build's wgpu device (as [`StepCtx::gpu`]), or
+    /// the native CPU adapter when the build chose it (`--adapter cpu`; no wgpu device is
+    /// opened then). Only kinds that declare `gpu` may use it.
+    pub fn device(&self) -> Result<crate::gpu::Device<'_>> {
+        self.lazy_gpu()?.device()
+    }
+
+    fn lazy_gpu(&self) -> Result<&LazyGpu> {
         match self.gpu {
-            Some(g) => g.get(),
+            Some(g) => Ok(g),
             None => bail!(
                 "node `{}`: its kind does not declare that it uses the GPU (`gpu` in its Kind)",
                 self.node
@@ -420,6 +431,18 @@ impl LazyGpu {
     /// The device if a step has opened it.
     pub fn opened(&self) -> Option<&crate::gpu::Gpu> {
         self.cell.get().and_then(|r| r.as_ref().ok())
+    }
+    /// True when the build runs on the native CPU adapter (`--adapter cpu`).
+    pub fn is_native(&self) -> bool {
+        crate::gpu::native::is_native(self.adapter.as_deref())
+    }
+    /// The native adapter when the build chose it, else the wgpu device (opened on first use).
+    pub fn device(&self) -> Result<crate::gpu::Device<'_>> {
+        if self.is_native() {
+            Ok(crate::gpu::Device::Native)
+        } else {
+            self.get().map(crate::gpu::Device::Wgpu)
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::gpu::Gpu;
+use crate::gpu::Device;
 use crate::model::{GptConfig, Weights};
 
 /// The kinds whose builds hold a model.
@@ -45,9 +45,9 @@ pub fn weights_file(kind: &str, weights: &str) -> Result<&'static str> {
 }
 
 /// Reads the model of a node of `kind` through `read` (a file of its build by name).
-/// `gpu` dequantizes GGUF tensors.
-pub fn load(
-    gpu: &Gpu,
+/// `dev` dequantizes GGUF tensors (the native CPU adapter: the reference dequantizer).
+pub fn load<'g>(
+    dev: impl Into<Device<'g>>,
     kind: &str,
     weights: &str,
     read: &dyn Fn(&str) -> Result<Vec<u8>>,
@@ -56,7 +56,7 @@ pub fn load(
     let bytes = read(file)?;
     let size = bytes.len() as u64;
     if kind == "quantize" {
-        return load_gguf(gpu, &bytes, size);
+        return load_gguf(dev.into(), &bytes, size);
     }
     let cfg = GptConfig::from_hf_config(&serde_json::from_slice(&read("config.json")?)?)?;
     let w = Weights::from_safetensors(&cfg, &bytes)?;
@@ -73,13 +73,13 @@ pub fn load(
 
 /// A `model.gguf`: dequantized on the device; its format is that of its matrices (the
 /// 1-D tensors stay f32 in every format).
-fn load_gguf(gpu: &Gpu, bytes: &[u8], size: u64) -> Result<LoadedModel> {
+fn load_gguf(dev: Device, bytes: &[u8], size: u64) -> Result<LoadedModel> {
     let format = crate::formats::gguf::read(bytes)?
         .tensor("blk.0.attn_qkv.weight")
         .and_then(|t| crate::formats::ggml::Format::from_ggml_type(t.ggml_type))
         .map_or("unknown", |f| f.name())
         .to_string();
-    let (cfg, weights) = crate::model::gguf::from_gguf(gpu, bytes)?;
+    let (cfg, weights) = crate::model::gguf::from_gguf(dev, bytes)?;
     Ok(LoadedModel {
         cfg,
         weights,

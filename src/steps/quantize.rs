@@ -116,7 +116,7 @@ fn run(ctx: &StepCtx) -> Result<()> {
     }
     let w = Weights::from_safetensors(&cfg, &bytes)?;
     (ctx.progress)(0, 1, "quantizing");
-    let file = to_gguf(ctx.gpu()?, &cfg, &w, &tok_bytes, format)?;
+    let file = to_gguf(ctx.device()?, &cfg, &w, &tok_bytes, format)?;
     (ctx.progress)(1, 1, "quantizing");
     std::fs::write(ctx.out("model.gguf"), &file)?;
     let f32_bytes = 4 * cfg.param_count() as u64;

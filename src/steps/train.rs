@@ -2,7 +2,9 @@
 //!
 //! The host schedules: it draws each step's rows, sets the learning rate,
 //! reads back the loss and writes files; every forward, backward and optimizer
-//! operation runs in the WGSL kernels (`model::Model` over `gpu::ops`).
+//! operation runs in the WGSL kernels (`model::Model` over `gpu::ops`), or in
+//! native f32 code on the CPU when the build chose that adapter (`--adapter
+//! cpu`; the same key: where it ran goes in the record).
 //!
 //! The run's state lives in the node's work folder, so a killed build resumes:
 //! `checkpoints/step-N.safetensors` (weights and optimizer state),
@@ -25,7 +27,8 @@ use super::{
     ParamType as T, Params, SplitMix64, StepCtx,
 };
 use crate::formats::tokens;
-use crate::gpu::ops::GpuOps;
+use crate::gpu::ops::{GpuOps, NativeOps, Ops};
+use crate::gpu::{Device, Gpu};
 use crate::model::{self, GptConfig, Hyper, Model, OptState, Weights};
 
 static PARAMS: &[ParamDecl] = &[
@@ -372,6 +375,15 @@ fn best_of(log: &[LogLine]) -> Option<(u64, f32)> {
 }
 
 fn run(ctx: &StepCtx) -> Result<()> {
+    match ctx.device()? {
+        Device::Wgpu(gpu) => train(ctx, GpuOps::new(gpu), Some(gpu)),
+        Device::Native => train(ctx, NativeOps::new(), None),
+    }
+}
+
+/// The training run on `ops` (`gpu`: the wgpu device behind them, whose limits the model must
+/// fit; none for the native CPU adapter).
+fn train<O: Ops>(ctx: &StepCtx, mut ops: O, gpu: Option<&Gpu>) -> Result<()> {
     let p = ctx.params;
     let init = ctx.input("init")?;
     let packed = ctx.input("packed")?;
@@ -410,12 +422,13 @@ fn run(ctx: &StepCtx) -> Result<()> {
 
     // Refuse what the adapter cannot hold before touching it.
     let plan = model::memory_plan(&cfg, batch);
-    let gpu = ctx.gpu()?;
-    model::check_fits(
-        &plan,
-        gpu.limits.max_buffer_size,
-        gpu.limits.max_storage_buffer_binding_size,
-    )?;
+    if let Some(gpu) = gpu {
+        model::check_fits(
+            &plan,
+            gpu.limits.max_buffer_size,
+            gpu.limits.max_storage_buffer_binding_size,
+        )?;
+    }
 
     let init_w = Weights::from_safetensors(&cfg, &init.read("model.safetensors")?)?;
     let work = ctx.work_dir;
@@ -426,7 +439,6 @@ fn run(ctx: &StepCtx) -> Result<()> {
     fs::create_dir_all(work.join("checkpoints"))?;
     fs::create_dir_all(work.join("snapshots"))?;
 
-    let mut ops = GpuOps::new(gpu);
     let mut m = Model::new(&mut ops, &start.weights, batch)?;
     if let Some(opt) = &start.opt {
         m.load_opt_state(&mut ops, opt)?;
@@ -618,9 +630,9 @@ fn run(ctx: &StepCtx) -> Result<()> {
 }
 
 /// Mean loss over the validation rows, `batch` at a time.
-fn validation_loss<'g>(
-    m: &mut Model<GpuOps<'g>>,
-    ops: &mut GpuOps<'g>,
+fn validation_loss<O: Ops>(
+    m: &mut Model<O>,
+    ops: &mut O,
     rows: &Rows,
     idx: &[usize],
     batch: usize,

@@ -6,13 +6,14 @@ use crate::gpu_util::*;
 use pai::gpu::ops::{CpuOps, GpuOps, Ops};
 use pai::gpu::reference::{AdamW, AttnShape};
 
-struct Out {
-    loss: Vec<f32>,
-    grads: Vec<Vec<f32>>,
-    params: Vec<Vec<f32>>,
+pub(crate) struct Out {
+    pub(crate) loss: Vec<f32>,
+    pub(crate) grads: Vec<Vec<f32>>,
+    pub(crate) params: Vec<Vec<f32>>,
 }
 
-fn step<O: Ops>(o: &mut O, seed: u64) -> anyhow::Result<Out> {
+/// The step (also run on the native CPU adapter by `native_ops`).
+pub(crate) fn step<O: Ops>(o: &mut O, seed: u64) -> anyhow::Result<Out> {
     let s = AttnShape {
         b: 2,
         t: 5,

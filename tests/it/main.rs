@@ -19,6 +19,7 @@ mod gpu_ops;
 mod gpu_quant;
 mod gpu_runtime;
 mod model;
+mod native_ops;
 mod pipelines;
 mod processes;
 mod property;

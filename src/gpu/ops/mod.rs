@@ -5,10 +5,11 @@
 //! GPU function (records dispatches into a [`Batch`]), its [`CpuOps`] function (`cpu`) and its
 //! plain-Rust f64 reference (`reference`).
 //!
-//! [`Ops`] has two implementations: [`GpuOps`] (the WGSL kernels, the product's path) and
-//! [`CpuOps`] (the f64 references: the tests' oracle and the shape a native CPU path would
-//! take). Nothing above this trait knows which one runs. Outputs are passed by shared reference
-//! (device buffers / interior mutability) and must not alias inputs.
+//! [`Ops`] has three implementations: [`GpuOps`] (the WGSL kernels, the product's path),
+//! [`CpuOps`] (the f64 references: the tests' oracle) and [`NativeOps`] (native f32 code on the
+//! CPU, the opt-in `cpu` adapter, in [`native`]). Nothing above this trait knows which one runs.
+//! Outputs are passed by shared reference (device buffers / interior mutability) and must not
+//! alias inputs.
 
 pub mod attention;
 pub mod crossentropy;
@@ -16,12 +17,14 @@ pub mod elementwise;
 pub mod embedding;
 pub mod layernorm;
 pub mod matmul;
+pub mod native;
 pub mod optim;
 pub mod quant;
 
 pub use super::pipelines::{Kernel, kernel_sources};
 pub use attention::{AttnShape, DecodeShape};
 pub use embedding::{EmbeddingIndex, EmbeddingIndexGpu};
+pub use native::NativeOps;
 pub use optim::AdamW;
 
 use super::{Batch, DType, Gpu, KernelPath, Tensor};
@@ -113,14 +116,16 @@ pub(crate) fn distinct(ts: &[&Tensor], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Declares [`Ops`] and both implementations from one list of signatures: each op method of
+/// Declares [`Ops`] and its implementations from one list of signatures: each op method of
 /// [`GpuOps`] is its module's GPU function on the open batch, each of [`CpuOps`] its module's
-/// `cpu` function. Methods that are not one op (allocation, readback) are written out.
+/// `cpu` function, each of [`NativeOps`] the function of the same name in `native::<module>`
+/// (timed when profiling). Methods that are not one op (allocation, readback) are written out.
 macro_rules! ops {
     (
         trait { $($base:tt)* }
         gpu { $($gpu:tt)* }
         cpu { $($cpu:tt)* }
+        native { $($native:tt)* }
         ops { $(
             $(#[$attr:meta])*
             fn $name:ident(&mut self, $($a:ident: $t:ty),* $(,)?) => $m:ident;
@@ -146,6 +151,16 @@ macro_rules! ops {
             $($cpu)*
             $( fn $name(&mut self, $($a: $t),*) -> Result<()> {
                 $m::cpu::$name($($a),*)
+            } )*
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        impl Ops for NativeOps {
+            $($native)*
+            $( fn $name(&mut self, $($a: $t),*) -> Result<()> {
+                self.timed(concat!(stringify!($m), "::", stringify!($name)), || {
+                    native::$m::$name($($a),*)
+                })
             } )*
         }
     };
@@ -360,6 +375,70 @@ ops! {
             );
             for i in 0..params.len() {
                 optim::cpu::adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
+            }
+            Ok(())
+        }
+    }
+    native {
+        type T = CpuTensor;
+        type Index = EmbeddingIndex;
+        fn upload(&mut self, data: &[f32], shape: &[usize]) -> Result<CpuTensor> {
+            CpuOps.upload(data, shape)
+        }
+        fn upload_ids(&mut self, ids: &[u32], shape: &[usize]) -> Result<CpuTensor> {
+            CpuOps.upload_ids(ids, shape)
+        }
+        fn zeros(&mut self, shape: &[usize]) -> Result<CpuTensor> {
+            CpuOps.zeros(shape)
+        }
+        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<CpuTensor>> {
+            CpuOps.zeros_many(shapes)
+        }
+        fn write(&mut self, t: &CpuTensor, data: &[f32]) -> Result<()> {
+            CpuOps.write(t, data)
+        }
+        fn read(&mut self, t: &CpuTensor) -> Result<Vec<f32>> {
+            CpuOps.read(t)
+        }
+        fn shape<'a>(&self, t: &'a CpuTensor) -> &'a [usize] {
+            &t.shape
+        }
+        fn embedding_index(&mut self, tokens: &[u32], vocab: usize) -> Result<EmbeddingIndex> {
+            EmbeddingIndex::build(tokens, vocab)
+        }
+        fn grad_norm_clip(
+            &mut self,
+            grads: &[&CpuTensor],
+            clip: &CpuTensor,
+            max_norm: f32,
+        ) -> Result<()> {
+            self.timed("optim::grad_norm_clip", || {
+                native::optim::grad_norm_clip(grads, clip, max_norm)
+            })
+        }
+        fn fused(&self) -> bool {
+            true
+        }
+        fn adamw_many(
+            &mut self,
+            h: &AdamW,
+            step: u64,
+            params: &[&CpuTensor],
+            grads: &[&CpuTensor],
+            m: &[&CpuTensor],
+            v: &[&CpuTensor],
+            clip: Option<&CpuTensor>,
+        ) -> Result<()> {
+            ensure!(
+                grads.len() == params.len() && m.len() == params.len() && v.len() == params.len(),
+                "adamw_many: {} parameters, {} gradients, {} and {} moments",
+                params.len(),
+                grads.len(),
+                m.len(),
+                v.len()
+            );
+            for i in 0..params.len() {
+                self.adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
             }
             Ok(())
         }
