@@ -268,14 +268,7 @@ ops! {
             v: &[&Tensor],
             clip: Option<&Tensor>,
         ) -> Result<()> {
-            ensure!(
-                grads.len() == params.len() && m.len() == params.len() && v.len() == params.len(),
-                "adamw_many: {} parameters, {} gradients, {} and {} moments",
-                params.len(),
-                grads.len(),
-                m.len(),
-                v.len()
-            );
+            optim::check_many(params.len(), grads.len(), m.len(), v.len())?;
             if self.path == KernelPath::Release1 {
                 for i in 0..params.len() {
                     optim::adamw(self.b(), h, step, params[i], grads[i], m[i], v[i], clip)?;
@@ -365,14 +358,7 @@ ops! {
             v: &[&CpuTensor],
             clip: Option<&CpuTensor>,
         ) -> Result<()> {
-            ensure!(
-                grads.len() == params.len() && m.len() == params.len() && v.len() == params.len(),
-                "adamw_many: {} parameters, {} gradients, {} and {} moments",
-                params.len(),
-                grads.len(),
-                m.len(),
-                v.len()
-            );
+            optim::check_many(params.len(), grads.len(), m.len(), v.len())?;
             for i in 0..params.len() {
                 optim::cpu::adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
             }
@@ -429,14 +415,7 @@ ops! {
             v: &[&CpuTensor],
             clip: Option<&CpuTensor>,
         ) -> Result<()> {
-            ensure!(
-                grads.len() == params.len() && m.len() == params.len() && v.len() == params.len(),
-                "adamw_many: {} parameters, {} gradients, {} and {} moments",
-                params.len(),
-                grads.len(),
-                m.len(),
-                v.len()
-            );
+            optim::check_many(params.len(), grads.len(), m.len(), v.len())?;
             for i in 0..params.len() {
                 self.adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
             }

@@ -211,6 +211,15 @@ pub fn grad_norm_clip(
     )
 }
 
+/// `adamw_many`'s four lists hold one entry per parameter tensor.
+pub fn check_many(params: usize, grads: usize, m: usize, v: usize) -> Result<()> {
+    ensure!(
+        grads == params && m == params && v == params,
+        "adamw_many: {params} parameters, {grads} gradients, {m} and {v} moments"
+    );
+    Ok(())
+}
+
 /// One AdamW step for one parameter tensor. Weight decay applies only to tensors with ≥ 2
 /// dimensions. With `clip` (from [`grad_norm_clip`]), g is multiplied by clip[1] first.
 #[allow(clippy::too_many_arguments)]
