@@ -80,17 +80,16 @@ fn rows(cfg: &GptConfig, batch: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// A model in training: its next step number and the losses so far.
-struct Run<'g> {
-    ops: GpuOps<'g>,
-    model: Model<GpuOps<'g>>,
+/// A model in training on some ops: its last step number and the losses so far.
+pub(super) struct Run<O: Ops> {
+    pub ops: O,
+    pub model: Model<O>,
     step: u64,
     losses: Vec<f32>,
 }
 
-impl<'g> Run<'g> {
-    fn new(gpu: &'g Gpu, path: KernelPath, w: &Weights, batch: usize) -> Result<Self> {
-        let mut ops = GpuOps::with_path(gpu, path);
+impl<O: Ops> Run<O> {
+    pub fn new(mut ops: O, w: &Weights, batch: usize) -> Result<Self> {
         let model = Model::new(&mut ops, w, batch)?;
         Ok(Self {
             ops,
@@ -102,7 +101,7 @@ impl<'g> Run<'g> {
 
     /// Trains `steps` steps (step s on rows seeded s, so two runs see the same data); returns
     /// the seconds per step.
-    fn steps(&mut self, cfg: &GptConfig, steps: usize) -> Result<f64> {
+    pub fn steps(&mut self, cfg: &GptConfig, steps: usize) -> Result<f64> {
         let h = Hyper::default();
         let t = Instant::now();
         for _ in 0..steps {
@@ -113,7 +112,9 @@ impl<'g> Run<'g> {
         }
         Ok(t.elapsed().as_secs_f64() / steps.max(1) as f64)
     }
+}
 
+impl Run<GpuOps<'_>> {
     /// One step with every dispatch timed alone: (kernel, calls, seconds).
     fn profile(&mut self, gpu: &Gpu, cfg: &GptConfig) -> Result<Vec<(String, u64, f64)>> {
         gpu.set_profiling(true);
@@ -122,15 +123,6 @@ impl<'g> Run<'g> {
         profiled?;
         Ok(gpu.take_profile())
     }
-}
-
-fn time_steps<O: Ops>(ops: &mut O, m: &mut Model<O>, cfg: &GptConfig, steps: usize) -> Result<f64> {
-    let h = Hyper::default();
-    let t = Instant::now();
-    for s in 0..steps {
-        m.train_step(ops, &rows(cfg, m.batch(), s as u64), &h, s as u64 + 1)?;
-    }
-    Ok(t.elapsed().as_secs_f64() / steps as f64)
 }
 
 /// Times `steps` training steps of `cfg` at `batch` on `gpu` (after two warm-up
@@ -153,8 +145,8 @@ pub fn train(
     )?;
     // Both paths from the same weights on the same rows, timed in alternating halves so that
     // a change in machine load hits both.
-    let mut cur = Run::new(gpu, KernelPath::Fused, &w, batch)?;
-    let mut old = Run::new(gpu, KernelPath::Release1, &w, batch)?;
+    let mut cur = Run::new(GpuOps::with_path(gpu, KernelPath::Fused), &w, batch)?;
+    let mut old = Run::new(GpuOps::with_path(gpu, KernelPath::Release1), &w, batch)?;
     cur.steps(&cfg, 2)?;
     old.steps(&cfg, 2)?;
     let halves = [steps.div_ceil(2), steps / 2];
@@ -204,9 +196,7 @@ pub fn train(
 
     let forward_share = (forward_s / step_s).min(1.0);
     let optimizer_share = (optimizer / total).min(1.0 - forward_share);
-    let mut cpu = CpuOps;
-    let mut cm = Model::new(&mut cpu, &w, batch)?;
-    let base_s = time_steps(&mut cpu, &mut cm, &cfg, baseline_steps.max(1))?;
+    let base_s = Run::new(CpuOps, &w, batch)?.steps(&cfg, baseline_steps.max(1))?;
     let tokens_per_s = tokens / step_s;
     let base_tps = tokens / base_s;
     Ok(TrainBench {

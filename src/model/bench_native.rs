@@ -3,15 +3,15 @@
 //! adapter and the f64 reference measured in the same run.
 
 use std::fmt;
-use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{GptConfig, Hyper, Model, Weights};
+use super::bench::Run;
+use super::{GptConfig, Weights};
 use crate::gpu::native;
 use crate::gpu::ops::native::cpu_seconds;
-use crate::gpu::ops::{CpuOps, NativeOps, Ops};
+use crate::gpu::ops::{CpuOps, NativeOps};
 
 /// One op's time in a profiled step.
 #[derive(Serialize, Debug)]
@@ -44,37 +44,18 @@ pub struct NativeBench {
     pub vs_baseline: Option<f64>,
 }
 
-/// Random rows of `context + 1` tokens (throughput does not depend on them).
-fn rows(cfg: &GptConfig, batch: usize, seed: u64) -> Vec<u32> {
-    let mut rng = super::rng::SplitMix64(seed);
-    (0..batch * (cfg.context + 1))
-        .map(|_| rng.below(cfg.vocab_size as u64) as u32)
-        .collect()
-}
-
-/// Seconds per training step over `steps` steps.
-fn time_steps<O: Ops>(ops: &mut O, m: &mut Model<O>, cfg: &GptConfig, steps: usize) -> Result<f64> {
-    let h = Hyper::default();
-    let t = Instant::now();
-    for s in 0..steps {
-        m.train_step(ops, &rows(cfg, m.batch(), s as u64), &h, s as u64 + 1)?;
-    }
-    Ok(t.elapsed().as_secs_f64() / steps.max(1) as f64)
-}
-
 /// Times `steps` training steps of `cfg` at `batch` on the native adapter (after two warm-up
 /// steps), then one step with per-op timers.
 pub fn train(cfg: GptConfig, batch: usize, steps: usize) -> Result<NativeBench> {
     let w = Weights::init(cfg, 0.02, 1);
-    let mut ops = NativeOps::new();
-    let mut m = Model::new(&mut ops, &w, batch)?;
-    time_steps(&mut ops, &mut m, &cfg, 2)?;
+    let mut run = Run::new(NativeOps::new(), &w, batch)?;
+    run.steps(&cfg, 2)?;
     let cpu0 = cpu_seconds();
-    let step_s = time_steps(&mut ops, &mut m, &cfg, steps.max(1))?;
+    let step_s = run.steps(&cfg, steps.max(1))?;
     let cpu_s = (cpu_seconds() - cpu0) / steps.max(1) as f64;
-    ops.set_profiling(true);
-    time_steps(&mut ops, &mut m, &cfg, 1)?;
-    let profile = ops.take_profile();
+    run.ops.set_profiling(true);
+    run.steps(&cfg, 1)?;
+    let profile = run.ops.take_profile();
     let total: f64 = profile.iter().map(|k| k.wall_s).sum::<f64>().max(1e-12);
     let top_ops = profile
         .iter()
@@ -103,9 +84,7 @@ pub fn train(cfg: GptConfig, batch: usize, steps: usize) -> Result<NativeBench> 
 /// measured it.
 pub fn baseline_tokens_per_s(cfg: GptConfig, batch: usize) -> Result<f64> {
     let w = Weights::init(cfg, 0.02, 1);
-    let mut cpu = CpuOps;
-    let mut m = Model::new(&mut cpu, &w, batch)?;
-    Ok((batch * cfg.context) as f64 / time_steps(&mut cpu, &mut m, &cfg, 1)?)
+    Ok((batch * cfg.context) as f64 / Run::new(CpuOps, &w, batch)?.steps(&cfg, 1)?)
 }
 
 impl NativeBench {

@@ -94,24 +94,19 @@ impl<O: Ops> Model<O> {
         w.check()?;
         ensure!(batch > 0, "batch is 0; train on at least one row");
         let t = DeviceTensors::build(&w.cfg, batch, &mut |slots| {
-            let made = if let [s] = slots {
-                vec![match s.init {
-                    Init::Param(i) => ops.upload(&w.tensors[i], s.shape),
-                    Init::Zeros => ops.zeros(s.shape),
-                }]
-                .into_iter()
-                .collect::<Result<Vec<_>>>()
-            } else {
-                let shapes: Vec<&[usize]> = slots.iter().map(|s| s.shape).collect();
-                ops.zeros_many(&shapes).and_then(|ts| {
-                    for (s, t) in slots.iter().zip(&ts) {
-                        if let Init::Param(i) = s.init {
-                            ops.write(t, &w.tensors[i])?;
-                        }
+            let shapes: Vec<&[usize]> = slots.iter().map(|s| s.shape).collect();
+            let made = match &shapes[..] {
+                [one] => ops.zeros(one).map(|t| vec![t]),
+                _ => ops.zeros_many(&shapes),
+            }
+            .and_then(|ts| {
+                for (s, t) in slots.iter().zip(&ts) {
+                    if let Init::Param(i) = s.init {
+                        ops.write(t, &w.tensors[i])?;
                     }
-                    Ok(ts)
-                })
-            };
+                }
+                Ok(ts)
+            });
             made.with_context(|| {
                 let names: Vec<&str> = slots.iter().map(|s| s.name).collect();
                 format!("allocating {} on the device", names.join(", "))
@@ -281,13 +276,11 @@ impl<O: Ops> Model<O> {
         self.has_grads = true;
         // The fused path sums the norm over the gradient block in layout order; the first
         // release's path per tensor in specs order, as it did.
-        let specs_order: Vec<usize> = (0..self.t.grads.len()).collect();
-        let order = if ops.fused() {
-            &self.t.opt_order
+        let grads = if ops.fused() {
+            in_order(&self.t.grads, &self.t.opt_order)
         } else {
-            &specs_order
+            self.t.grads.iter().collect()
         };
-        let grads = in_order(&self.t.grads, order);
         let max_norm = if h.grad_clip > 0.0 {
             h.grad_clip
         } else {

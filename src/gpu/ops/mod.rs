@@ -176,8 +176,10 @@ ops! {
         fn zeros(&mut self, shape: &[usize]) -> Result<Self::T>;
         /// Zero tensors allocated together: an implementation may place them in one block
         /// (the fused GPU path does), which [`Ops::adamw_many`] and [`Ops::grad_norm_clip`] then
-        /// sweep in a few dispatches instead of one per tensor.
-        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<Self::T>>;
+        /// sweep in a few dispatches instead of one per tensor. By default, one by one.
+        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<Self::T>> {
+            shapes.iter().map(|s| self.zeros(s)).collect()
+        }
         /// Overwrites a tensor's contents from the host.
         fn write(&mut self, t: &Self::T, data: &[f32]) -> Result<()>;
         /// Reads a tensor back (finishing any queued work first).
@@ -196,7 +198,7 @@ ops! {
             max_norm: f32,
         ) -> Result<()>;
         /// One AdamW step of every listed tensor (the four lists in one order): the same as
-        /// [`Ops::adamw`] on each.
+        /// [`Ops::adamw`] on each, which is what it does by default.
         fn adamw_many(
             &mut self,
             h: &AdamW,
@@ -206,7 +208,13 @@ ops! {
             m: &[&Self::T],
             v: &[&Self::T],
             clip: Option<&Self::T>,
-        ) -> Result<()>;
+        ) -> Result<()> {
+            optim::check_many(params.len(), grads.len(), m.len(), v.len())?;
+            for i in 0..params.len() {
+                self.adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
+            }
+            Ok(())
+        }
     }
     gpu {
         type T = Tensor;
@@ -315,9 +323,6 @@ ops! {
                 ids: vec![],
             })
         }
-        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<CpuTensor>> {
-            shapes.iter().map(|s| self.zeros(s)).collect()
-        }
         fn write(&mut self, t: &CpuTensor, data: &[f32]) -> Result<()> {
             ensure!(
                 data.len() == numel(&t.shape),
@@ -348,22 +353,6 @@ ops! {
         ) -> Result<()> {
             optim::cpu::grad_norm_clip(grads, clip, max_norm)
         }
-        fn adamw_many(
-            &mut self,
-            h: &AdamW,
-            step: u64,
-            params: &[&CpuTensor],
-            grads: &[&CpuTensor],
-            m: &[&CpuTensor],
-            v: &[&CpuTensor],
-            clip: Option<&CpuTensor>,
-        ) -> Result<()> {
-            optim::check_many(params.len(), grads.len(), m.len(), v.len())?;
-            for i in 0..params.len() {
-                optim::cpu::adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
-            }
-            Ok(())
-        }
     }
     native {
         type T = CpuTensor;
@@ -376,9 +365,6 @@ ops! {
         }
         fn zeros(&mut self, shape: &[usize]) -> Result<CpuTensor> {
             CpuOps.zeros(shape)
-        }
-        fn zeros_many(&mut self, shapes: &[&[usize]]) -> Result<Vec<CpuTensor>> {
-            CpuOps.zeros_many(shapes)
         }
         fn write(&mut self, t: &CpuTensor, data: &[f32]) -> Result<()> {
             CpuOps.write(t, data)
@@ -404,22 +390,6 @@ ops! {
         }
         fn fused(&self) -> bool {
             true
-        }
-        fn adamw_many(
-            &mut self,
-            h: &AdamW,
-            step: u64,
-            params: &[&CpuTensor],
-            grads: &[&CpuTensor],
-            m: &[&CpuTensor],
-            v: &[&CpuTensor],
-            clip: Option<&CpuTensor>,
-        ) -> Result<()> {
-            optim::check_many(params.len(), grads.len(), m.len(), v.len())?;
-            for i in 0..params.len() {
-                self.adamw(h, step, params[i], grads[i], m[i], v[i], clip)?;
-            }
-            Ok(())
         }
     }
     ops {
