@@ -316,10 +316,14 @@ pub fn to_gguf<'g>(
         } else {
             name.as_str()
         };
-        let bytes = encoded
-            .get(source)
-            .with_context(|| format!("no tensor {source} to write"))?
-            .clone();
+        // The two tied names share bytes, so those are copied; every other tensor is written
+        // once and moved out.
+        let bytes = if source == "token_embd.weight" {
+            encoded.get(source).cloned()
+        } else {
+            encoded.remove(source)
+        }
+        .with_context(|| format!("no tensor {source} to write"))?;
         g.tensor(&name, &dims, ty, bytes);
     }
     g.finish()

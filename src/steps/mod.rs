@@ -383,15 +383,10 @@ impl StepCtx<'_> {
     pub fn out(&self, name: &str) -> PathBuf {
         self.out_dir.join(name)
     }
-    /// The build's GPU device, opened on first use (once per build). Only
-    /// kinds that declare `gpu` may use it: they hold the single GPU slot.
-    pub fn gpu(&self) -> Result<&crate::gpu::Gpu> {
-        self.lazy_gpu()?.get()
-    }
-
-    /// What the step's operations run on: the build's wgpu device (as [`StepCtx::gpu`]), or
-    /// the native CPU adapter when the build chose it (`--adapter cpu`; no wgpu device is
-    /// opened then). Only kinds that declare `gpu` may use it.
+    /// What the step's operations run on: the build's wgpu device, opened on first use (once
+    /// per build), or the native CPU adapter when the build chose it (`--adapter cpu`; no wgpu
+    /// device is opened then). Only kinds that declare `gpu` may use it: they hold the single
+    /// GPU slot.
     pub fn device(&self) -> Result<crate::gpu::Device<'_>> {
         self.lazy_gpu()?.device()
     }

@@ -39,6 +39,23 @@ pub enum Epilogue<'a> {
 }
 
 impl<'a> Epilogue<'a> {
+    /// The epilogue's tensor is f32, holds C's `mn` elements, and is none of `others` (the
+    /// product's operands and C).
+    fn check(&self, others: &[&Tensor], mn: usize, what: &str) -> Result<()> {
+        let (Epilogue::Gelu(g) | Epilogue::GeluBwd(g)) = self else {
+            return Ok(());
+        };
+        f32t(g, &format!("{what} epilogue"))?;
+        ensure!(
+            g.len() == mn,
+            "{what}: the epilogue's tensor {:?} should hold {mn} elements like the output",
+            g.shape
+        );
+        for o in others {
+            distinct(&[o, g], what)?;
+        }
+        Ok(())
+    }
     fn flag(&self) -> u32 {
         match self {
             Epilogue::Plain => 0,
@@ -345,6 +362,7 @@ pub fn matmul_ep(
     }
     distinct(&[x, y], "matmul")?;
     distinct(&[w, y], "matmul")?;
+    ep.check(&[x, w, y], m * n, "matmul")?;
     ensure!(
         !needs_k4(kern) || k.is_multiple_of(4),
         "{} needs K % 4 == 0, K = {k}",
@@ -483,17 +501,7 @@ pub fn gemm_ep(
     }
     distinct(&[a, c], "gemm")?;
     distinct(&[bm, c], "gemm")?;
-    if let Epilogue::Gelu(g) | Epilogue::GeluBwd(g) = ep {
-        f32t(g, "gemm epilogue")?;
-        ensure!(
-            g.len() == m * n,
-            "gemm: the epilogue's tensor {:?} should hold [{m}, {n}] like C",
-            g.shape
-        );
-        distinct(&[a, g], "gemm")?;
-        distinct(&[bm, g], "gemm")?;
-        distinct(&[c, g], "gemm")?;
-    }
+    ep.check(&[a, bm, c], m * n, "gemm")?;
     ensure!(
         GEMM_VARIANTS.iter().any(|v| v.entry == kern.entry),
         "gemm: {} is not a strided-product kernel",
@@ -569,15 +577,12 @@ pub fn matmul_gelu(
     pre: &Tensor,
     y: &Tensor,
 ) -> Result<()> {
-    check(&x.shape, &w.shape, Some(&bias.shape), &y.shape)?;
     ensure!(
         pre.shape == y.shape,
         "matmul_gelu: pre-activation {:?} and activation {:?} differ",
         pre.shape,
         y.shape
     );
-    distinct(&[x, y], "matmul_gelu")?;
-    distinct(&[w, y], "matmul_gelu")?;
     let k = rows_cols(&x.shape).1;
     let kern = nt_variant(b.gpu, b.path(), k);
     matmul_ep(b, kern, x, w, Some(bias), pre, false, Epilogue::Gelu(y))
@@ -718,15 +723,15 @@ pub mod cpu {
         r: &CpuTensor,
         y: &CpuTensor,
     ) -> Result<()> {
-        let (m, n, k) = check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
-        let b = bias.map(|b| b.get());
-        let p = r::matmul_fwd(&x.get(), &w.get(), b.as_deref(), m, n, k);
-        let rv = r.get();
-        y.put(
-            &p.iter().zip(&rv).map(|(a, b)| a + b).collect::<Vec<_>>(),
-            false,
+        check(&x.shape, &w.shape, bias.map(|t| &t.shape[..]), &y.shape)?;
+        anyhow::ensure!(
+            r.shape.iter().product::<usize>() == y.shape.iter().product::<usize>(),
+            "matmul_residual: residual {:?} and output {:?} differ in size",
+            r.shape,
+            y.shape
         );
-        Ok(())
+        y.put(&r.get(), false);
+        matmul(x, w, bias, y, true)
     }
 
     pub fn colsum(dy: &CpuTensor, db: &CpuTensor, acc: bool) -> Result<()> {
