@@ -144,7 +144,7 @@ pub struct DecodeShape {
 }
 
 impl DecodeShape {
-    fn attn(&self) -> AttnShape {
+    pub(crate) fn attn(&self) -> AttnShape {
         AttnShape {
             b: 1,
             t: self.t,

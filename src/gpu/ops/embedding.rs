@@ -99,6 +99,17 @@ pub fn embedding_at(
     )
 }
 
+/// Every token id is below `vocab`.
+pub fn check_ids(tokens: &[u32], vocab: usize) -> Result<()> {
+    if let Some(i) = tokens.iter().position(|&t| t as usize >= vocab) {
+        bail!(
+            "token id {} at position {i} is outside the vocabulary of {vocab}",
+            tokens[i]
+        );
+    }
+    Ok(())
+}
+
 /// Positions of each token id, for the deterministic embedding-gradient gather: the positions
 /// holding token v are `positions[offsets[v]..offsets[v+1]]`, ascending.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,11 +122,9 @@ pub struct EmbeddingIndex {
 impl EmbeddingIndex {
     /// Builds the index; a token ≥ vocab is an error.
     pub fn build(tokens: &[u32], vocab: usize) -> Result<Self> {
+        check_ids(tokens, vocab)?;
         let mut counts = vec![0u32; vocab + 1];
-        for (i, &t) in tokens.iter().enumerate() {
-            if t as usize >= vocab {
-                bail!("token id {t} at position {i} is outside the vocabulary of {vocab}");
-            }
+        for &t in tokens {
             counts[t as usize + 1] += 1;
         }
         for v in 0..vocab {

@@ -210,9 +210,9 @@ pub fn attention_decode(nh: usize, pos: usize, cache: &CpuTensor, out: &CpuTenso
     let q = input(cache, "attention_decode cache")?;
     let mut o = output(out, "attention_decode out")?;
     let (q, o) = (&*q, &mut *o);
-    let (c, hs) = (d.c, d.c / nh);
+    let a = d.attn();
+    let (c, hs, scale) = (d.c, a.hs(), a.scale() as f32);
     let c3 = 3 * c;
-    let scale = (1.0 / (hs as f64).sqrt()) as f32;
     o.par_chunks_mut(c).enumerate().for_each(|(i, orow)| {
         let qp = pos + i;
         let mut p = vec![0f32; qp + 1];

@@ -3,20 +3,10 @@
 //! rows in parallel, each summed in a fixed order.
 
 use super::super::CpuTensor;
-use super::super::embedding::{EmbeddingIndex, check, check_at, check_bwd};
+use super::super::embedding::{EmbeddingIndex, check, check_at, check_bwd, check_ids};
 use super::{input, output};
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow};
 use rayon::prelude::*;
-
-fn check_ids(ids: &[u32], v: usize, what: &str) -> Result<()> {
-    if let Some(i) = ids.iter().position(|&t| t as usize >= v) {
-        bail!(
-            "{what}: token id {} at position {i} is outside the vocabulary of {v}",
-            ids[i]
-        );
-    }
-    Ok(())
-}
 
 /// out[b,t,:] = wte[tok[b,t],:] + wpe[t,:].
 pub fn embedding(
@@ -26,7 +16,7 @@ pub fn embedding(
     out: &CpuTensor,
 ) -> Result<()> {
     let (_, t, c, v) = check(&tokens.shape, &wte.shape, &wpe.shape, &out.shape)?;
-    check_ids(&tokens.ids, v, "embedding")?;
+    check_ids(&tokens.ids, v).map_err(|e| anyhow!("embedding: {e}"))?;
     rows(&tokens.ids, wte, wpe, out, c, |i| i % t.max(1))
 }
 
@@ -39,7 +29,7 @@ pub fn embedding_at(
     pos: usize,
 ) -> Result<()> {
     let (_, c, v) = check_at(&tokens.shape, &wte.shape, &wpe.shape, &out.shape, pos)?;
-    check_ids(&tokens.ids, v, "embedding_at")?;
+    check_ids(&tokens.ids, v).map_err(|e| anyhow!("embedding_at: {e}"))?;
     rows(&tokens.ids, wte, wpe, out, c, |i| pos + i)
 }
 
