@@ -13,7 +13,7 @@ use pai::model::{
 };
 use serde_json::{Value, json};
 
-fn small() -> GptConfig {
+pub(crate) fn small() -> GptConfig {
     GptConfig {
         vocab_size: 301,
         context: 7,
@@ -31,7 +31,7 @@ fn rows(cfg: &GptConfig, n: usize, seed: u64) -> Vec<u32> {
 }
 
 /// max|a − b| / max(max|b|, 1e-30), per tensor: the error relative to the tensor's scale.
-fn rel(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn rel(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
     let num = a
         .iter()
@@ -42,7 +42,7 @@ fn rel(a: &[f32], b: &[f32]) -> f64 {
     num / den.max(1e-30)
 }
 
-fn bits(x: &[Vec<f32>]) -> Vec<Vec<u32>> {
+pub(crate) fn bits(x: &[Vec<f32>]) -> Vec<Vec<u32>> {
     x.iter()
         .map(|t| t.iter().map(|v| v.to_bits()).collect())
         .collect()

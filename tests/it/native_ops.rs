@@ -5,6 +5,7 @@
 //! bits twice and on rayon pools of 1, 2 and 3 threads. No GPU is involved.
 
 use crate::gpu_util::{Rng, assert_close, dot, f64s, fd_grad, rel_err, rel_err64};
+use crate::model::{bits, rel, small};
 use pai::gpu::ops::attention::DecodeShape;
 use pai::gpu::ops::{CpuOps, CpuTensor, NativeOps, Ops};
 use pai::gpu::reference::{self as r, AdamW, AttnShape, to_f64};
@@ -640,31 +641,11 @@ fn the_native_and_reference_implementations_agree_on_a_training_step() {
     }
 }
 
-fn small() -> GptConfig {
-    GptConfig {
-        vocab_size: 301,
-        context: 7,
-        n_layer: 2,
-        n_head: 2,
-        n_embd: 32,
-    }
-}
-
 fn rows(cfg: &GptConfig, n: usize, seed: u64) -> Vec<u32> {
     let mut r = Rng::new(seed);
     (0..n * (cfg.context + 1))
         .map(|_| r.below(cfg.vocab_size) as u32)
         .collect()
-}
-
-/// max|a − b| / max|b| per tensor.
-fn rel(a: &[f32], b: &[f32]) -> f64 {
-    let num = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max);
-    num / b.iter().map(|y| (*y as f64).abs()).fold(1e-30, f64::max)
 }
 
 /// (loss, grad norm, gradients, updated parameters) after `steps` steps from `w`.
@@ -718,12 +699,6 @@ fn one_native_model_step_agrees_with_the_f64_reference() {
         let e = rel(&np[i], &cp[i]);
         assert!(e < 1e-4, "updated {}: relative error {e:e}", s.name);
     }
-}
-
-fn bits(x: &[Vec<f32>]) -> Vec<Vec<u32>> {
-    x.iter()
-        .map(|t| t.iter().map(|v| v.to_bits()).collect())
-        .collect()
 }
 
 #[test]
